@@ -1,0 +1,32 @@
+# crosstune: multilingual fine-tuning, reproducible end to end.
+#
+#   snakemake --cores 2                                   # the embedded default (config.yaml)
+#   snakemake --cores 2 --configfile config/tiny.yaml     # another config *replaces* config.yaml
+#
+# Stages: base_model -> source_data -> translate -> pairs -> (train, evaluate, ...)
+# See README.md for the DAG and workflow/schemas/config.schema.yaml for every key.
+
+from snakemake.utils import min_version, validate
+
+min_version("8.20")
+
+
+# config.yaml is the embedded default; a --configfile replaces it rather than
+# being merged into it (merging would keep the default's models). Keys a config
+# leaves out get their defaults from the schema.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

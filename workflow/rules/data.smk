@@ -1,0 +1,100 @@
+# Data stages: the base model, the source data, translations, parallel pairs.
+
+
+rule base_model:
+    output:
+        directory("resources/models/{model}"),
+    log:
+        "logs/base_model/{model}.log",
+    benchmark:
+        "logs/base_model/{model}.benchmark.tsv"
+    params:
+        spec=lambda wc: config["models"][wc.model],
+        # the seed only matters for random (tiny) models
+        seed=lambda wc: config["seed"] if config["models"][wc.model]["source"]["type"] == "tiny" else None,
+    threads: res("base_model", "threads")
+    resources:
+        mem_mb=res("base_model", "mem_mb"),
+        runtime=res("base_model", "runtime"),
+        gpu=res("base_model", "gpu"),
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/base_model.py"
+
+
+rule source_data:
+    output:
+        records="results/data/source/records.jsonl",
+        meta="results/data/source/provenance.json",
+    log:
+        "logs/source_data.log",
+    params:
+        sources=config["data"]["sources"],
+        languages=LANGS,
+    threads: res("source_data", "threads")
+    resources:
+        mem_mb=res("source_data", "mem_mb"),
+        runtime=res("source_data", "runtime"),
+        gpu=res("source_data", "gpu"),
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/source_data.py"
+
+
+rule translate:
+    input:
+        records=rules.source_data.output.records,
+    output:
+        records="results/data/translated/{lang}/records.jsonl",
+        meta="results/data/translated/{lang}/provenance.json",
+    log:
+        "logs/translate/{lang}.log",
+    benchmark:
+        "logs/translate/{lang}.benchmark.tsv"
+    params:
+        # everything that changes the translations (not the memory's location)
+        engine=config["translate"]["engine"],
+        memory_only=config["translate"]["memory_only"],
+        fields=config["translate"]["fields"],
+        fields_to_en=config["translate"]["fields_to_en"],
+        batch_size=config["translate"]["batch_size"],
+        max_new_tokens=config["translate"]["max_new_tokens"],
+        num_beams=config["translate"]["num_beams"],
+    threads: res("translate", "threads")
+    resources:
+        mem_mb=res("translate", "mem_mb"),
+        runtime=res("translate", "runtime"),
+        gpu=res("translate", "gpu"),
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/translate.py"
+
+
+rule pairs:
+    input:
+        model=model_dir("{model}"),
+        source=rules.source_data.output.records,
+        translated=expand(rules.translate.output.records, lang=TARGET_LANGS),
+    output:
+        pairs="results/{model}/pairs/pairs.jsonl",
+        stats="results/{model}/pairs/stats.tsv",
+        meta="results/{model}/pairs/provenance.json",
+    log:
+        "logs/pairs/{model}.log",
+    params:
+        languages=LANGS,
+        min_tokens=config["pairs"]["min_tokens"],
+        max_tokens=config["pairs"]["max_tokens"],
+        dedup=config["pairs"]["dedup"],
+    threads: res("pairs", "threads")
+    resources:
+        mem_mb=res("pairs", "mem_mb"),
+        runtime=res("pairs", "runtime"),
+        gpu=res("pairs", "gpu"),
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/pairs.py"

