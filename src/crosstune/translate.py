@@ -141,8 +141,8 @@ def translate_texts(texts: Sequence[str], src: str, tgt: str, backend: Backend,
             out = backend.translate(shard, src, tgt)
             if len(out) != len(shard):
                 raise RuntimeError(f"{backend.engine} returned {len(out)} translations for {len(shard)} strings")
-            memory.put(backend.engine, src, tgt, zip(shard, out))
-            known.update(zip(shard, out))
+            memory.put(backend.engine, src, tgt, zip(shard, out, strict=True))
+            known.update(zip(shard, out, strict=True))
             bar.update(len(shard))
     return [known[t] for t in texts]
 
