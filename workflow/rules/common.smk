@@ -40,7 +40,13 @@ def model_dir(model):
 
 def all_targets():
     """The default target: the last stage of every model, as far as the pipeline goes."""
-    return expand("results/{model}/pairs/pairs.jsonl", model=MODELS)
+    targets = expand("results/{model}/pairs/pairs.jsonl", model=MODELS)
+    targets += expand(
+        "results/{model}/train/{method}/metrics.json",
+        model=MODELS,
+        method=sorted(config["methods"]),
+    )
+    return targets
 
 
 wildcard_constraints:
