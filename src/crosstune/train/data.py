@@ -24,6 +24,9 @@ def who(settings: dict) -> str:
 
 
 def build_examples(method: Method, pairs: list[dict], settings: dict, seed: int) -> list[dict]:
+    """The method's data mix; ``seed`` is the global seed, replaced by the method's own ``seed`` setting if set."""
+    if settings.get("seed") is not None:
+        seed = settings["seed"]
     try:
         examples = method.build_examples(pairs, settings, seed)
     except TrainDataError as e:

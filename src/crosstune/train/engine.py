@@ -200,9 +200,8 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
     model_dir, pairs, output, checkpoint_dir = map(Path, (model_dir, pairs, output, checkpoint_dir))
     method = get_method(settings["type"])
     t = settings["train"]
-    data_seed = settings["seed"] if settings.get("seed") is not None else seed
 
-    examples = data.build_examples(method, read_jsonl(pairs), settings, data_seed)
+    examples = data.build_examples(method, read_jsonl(pairs), settings, seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     features, dropped = data.tokenize(method, examples, tokenizer, settings)
     if t["packing"]:
