@@ -9,10 +9,6 @@ crosstune.train.settings.check(config, workflow.basedir)
 TRAIN_METHODS = sorted(config["methods"])
 
 
-def train_settings(wildcards):
-    return crosstune.train.settings.resolve(config, wildcards.method)
-
-
 wildcard_constraints:
     method="|".join(map(re.escape, TRAIN_METHODS)) or "none",
 
@@ -37,7 +33,7 @@ rule train:
         runtime=res("train", "runtime"),
         gpu=res("train", "gpu"),
     params:
-        settings=train_settings,
+        settings=lambda wc: crosstune.train.settings.resolve(config, wc.method),
         seed=config["seed"],
         # the resume source: not an output, so a failed job leaves it for the rerun
         checkpoints=lambda wc: f"results/{wc.model}/train/{wc.method}/checkpoints",
