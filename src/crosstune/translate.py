@@ -115,15 +115,13 @@ def make_backend(engine: str, memory_only: bool, **options) -> Backend:
     kind, sep, model = engine.partition(":")
     if not sep or not model:
         raise ValueError(f"translate.engine: {engine!r} is not of the form '<backend>:<model>'")
-    if memory_only:
+    if kind not in ("transformers", "human"):
+        raise ValueError(f"translate.engine: unknown backend {kind!r} in {engine!r} (expected 'transformers' or 'human')")
+    if memory_only or kind == "human":  # human translations cannot be produced on demand
         return MemoryBackend(engine)
-    if kind == "transformers":
-        from .mt import TransformersBackend
+    from .mt import TransformersBackend
 
-        return TransformersBackend(model, **options)
-    if kind == "human":
-        return MemoryBackend(engine)  # human translations cannot be produced on demand
-    raise ValueError(f"translate.engine: unknown backend {kind!r} in {engine!r} (expected 'transformers' or 'human')")
+    return TransformersBackend(model, **options)
 
 
 def translate_texts(texts: Sequence[str], src: str, tgt: str, backend: Backend,
