@@ -382,3 +382,13 @@ def test_make_backend_kinds(mt_dirs):
                       num_beams=2, device="cpu")  # fmt: skip
     assert type(mt).__name__ == "TransformersBackend" and mt.engine == f"transformers:{mt_dirs['nllb']}"
     assert (mt.batch_size, mt.max_new_tokens, mt.num_beams, str(mt.device)) == (5, 7, 2, "cpu")
+
+
+def test_truncation_at_max_new_tokens_is_logged(backends, caplog):
+    """A random tiny model rarely emits </s>: outputs stop at max_new_tokens, and that is logged."""
+    backend = backends["nllb"]
+    with caplog.at_level("WARNING", logger="crosstune.mt"):
+        ids = backend.generate_ids(TEXTS, "en", "sw")
+    cut = [x for x in ids if x and x[-1] != backend.tokenizer.eos_token_id]
+    assert cut and all(len(x) == 1 + 6 for x in cut)  # decoder start + max_new_tokens (language included)
+    assert f"en->sw: {len(cut)} of 6 translation(s) stopped at max_new_tokens=6" in caplog.text

@@ -130,7 +130,7 @@ class TransformersBackend(Backend):
         # longest first; ties keep input order, so the batching is a pure function of the input
         order = [i for _, i in sorted(zip((-len(x) for x in lengths), todo, strict=True))]
         batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
-        pad = self.tokenizer.pad_token_id
+        pad, eos, cut = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0
         with torch.inference_mode():
             for batch in tqdm(batches, desc=f"MT {src}->{tgt}", unit="batch", leave=False):
                 enc = self.tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True,
@@ -144,5 +144,9 @@ class TransformersBackend(Backend):
                     # decoder start token may itself equal pad (M2M100 starts with </s>)
                     while len(seq) > 2 and seq[-1] == pad:
                         seq.pop()
+                    cut += seq[-1] != eos
                     out[i] = seq
+        if cut:
+            log.warning("%s->%s: %d of %d translation(s) stopped at max_new_tokens=%d (truncated)",
+                        src, tgt, cut, len(todo), self.max_new_tokens)  # fmt: skip
         return out
