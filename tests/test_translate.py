@@ -384,6 +384,23 @@ def test_make_backend_kinds(mt_dirs):
     assert (mt.batch_size, mt.max_new_tokens, mt.num_beams, str(mt.device)) == (5, 7, 2, "cpu")
 
 
+def test_decoding_settings_are_part_of_the_memory_key(tmp_path, mt_dirs):
+    """Changing num_beams must retranslate, not return the greedy translations from the memory."""
+    engine = f"transformers:{mt_dirs['nllb']}"
+    greedy = make_backend(engine, memory_only=False, num_beams=1, max_new_tokens=7, device="cpu")
+    beams = make_backend(engine, memory_only=False, num_beams=2, max_new_tokens=7, device="cpu")
+    assert greedy.memory_key != beams.memory_key
+    memory = TranslationMemory(tmp_path / "tm.sqlite")
+    translate_texts(["Hello there"], "en", "sw", greedy, memory)
+    assert memory.get(beams.memory_key, "en", "sw", ["Hello there"]) == {}
+    # memory-only mode with the same settings finds what the model stored
+    reader = make_backend(engine, memory_only=True, num_beams=1, max_new_tokens=7)
+    assert translate_texts(["Hello there"], "en", "sw", reader, memory) == translate_texts(
+        ["Hello there"], "en", "sw", greedy, memory
+    )
+    assert make_backend("human:crosstune-seed", memory_only=True).memory_key == "human:crosstune-seed"
+
+
 def test_truncation_at_max_new_tokens_is_logged(backends, caplog):
     """A random tiny model rarely emits </s>: outputs stop at max_new_tokens, and that is logged."""
     backend = backends["nllb"]
