@@ -28,6 +28,6 @@ include: "workflow/rules/benchmarks.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

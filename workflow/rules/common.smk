@@ -7,8 +7,8 @@ import sys
 # Scripts import the crosstune library from src/ (also inside --sdm conda envs).
 SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (SRC, os.environ.get("PYTHONPATH")) if p
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
 import crosstune.config  # noqa: E402
@@ -39,7 +39,7 @@ def model_dir(model):
 
 
 def all_targets():
-    """What `rule all` builds: the last stage of every model as far as it exists."""
+    """The default target: the last stage of every model, as far as the pipeline goes."""
     return expand("results/{model}/pairs/pairs.jsonl", model=MODELS)
 
 

@@ -8,17 +8,21 @@ rule base_model:
         "logs/base_model/{model}.log",
     benchmark:
         "logs/base_model/{model}.benchmark.tsv"
-    params:
-        spec=lambda wc: config["models"][wc.model],
-        # the seed only matters for random (tiny) models
-        seed=lambda wc: config["seed"] if config["models"][wc.model]["source"]["type"] == "tiny" else None,
+    conda:
+        "../../envs/train.yaml"
     threads: res("base_model", "threads")
     resources:
         mem_mb=res("base_model", "mem_mb"),
         runtime=res("base_model", "runtime"),
         gpu=res("base_model", "gpu"),
-    conda:
-        "../../envs/train.yaml"
+    params:
+        spec=lambda wc: config["models"][wc.model],
+        # the seed only matters for random (tiny) models
+        seed=lambda wc: (
+            config["seed"]
+            if config["models"][wc.model]["source"]["type"] == "tiny"
+            else None
+        ),
     script:
         "../scripts/base_model.py"
 
@@ -29,16 +33,16 @@ rule source_data:
         meta="results/data/source/provenance.json",
     log:
         "logs/source_data.log",
-    params:
-        sources=config["data"]["sources"],
-        languages=LANGS,
+    conda:
+        "../../envs/data.yaml"
     threads: res("source_data", "threads")
     resources:
         mem_mb=res("source_data", "mem_mb"),
         runtime=res("source_data", "runtime"),
         gpu=res("source_data", "gpu"),
-    conda:
-        "../../envs/data.yaml"
+    params:
+        sources=config["data"]["sources"],
+        languages=LANGS,
     script:
         "../scripts/source_data.py"
 
@@ -53,6 +57,13 @@ rule translate:
         "logs/translate/{lang}.log",
     benchmark:
         "logs/translate/{lang}.benchmark.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: res("translate", "threads")
+    resources:
+        mem_mb=res("translate", "mem_mb"),
+        runtime=res("translate", "runtime"),
+        gpu=res("translate", "gpu"),
     params:
         # everything that changes the translations (not the memory's location)
         engine=config["translate"]["engine"],
@@ -62,13 +73,6 @@ rule translate:
         batch_size=config["translate"]["batch_size"],
         max_new_tokens=config["translate"]["max_new_tokens"],
         num_beams=config["translate"]["num_beams"],
-    threads: res("translate", "threads")
-    resources:
-        mem_mb=res("translate", "mem_mb"),
-        runtime=res("translate", "runtime"),
-        gpu=res("translate", "gpu"),
-    conda:
-        "../../envs/data.yaml"
     script:
         "../scripts/translate.py"
 
@@ -84,17 +88,17 @@ rule pairs:
         meta="results/{model}/pairs/provenance.json",
     log:
         "logs/pairs/{model}.log",
-    params:
-        languages=LANGS,
-        min_tokens=config["pairs"]["min_tokens"],
-        max_tokens=config["pairs"]["max_tokens"],
-        dedup=config["pairs"]["dedup"],
+    conda:
+        "../../envs/data.yaml"
     threads: res("pairs", "threads")
     resources:
         mem_mb=res("pairs", "mem_mb"),
         runtime=res("pairs", "runtime"),
         gpu=res("pairs", "gpu"),
-    conda:
-        "../../envs/data.yaml"
+    params:
+        languages=LANGS,
+        min_tokens=config["pairs"]["min_tokens"],
+        max_tokens=config["pairs"]["max_tokens"],
+        dedup=config["pairs"]["dedup"],
     script:
         "../scripts/pairs.py"
