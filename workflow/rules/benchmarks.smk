@@ -14,13 +14,19 @@ def benchmark_items(benchmark, lang):
 
 
 def all_benchmark_items():
-    return [benchmark_items(b, lang) for b, langs in BENCHMARK_LANGS.items() for lang in langs]
+    return [
+        benchmark_items(b, lang)
+        for b, langs in BENCHMARK_LANGS.items()
+        for lang in langs
+    ]
 
 
 def benchmark_spec(benchmark):
     """The settings that change a benchmark's items (not which languages run)."""
     spec = config["benchmarks"][benchmark]
-    return {k: spec.get(k) for k in ("source", "path", "path_en", "revision", "n", "seed")}
+    return {
+        k: spec.get(k) for k in ("source", "path", "path_en", "revision", "n", "seed", "aliases")
+    }
 
 
 def benchmark_inputs(wildcards):
@@ -31,7 +37,9 @@ def benchmark_inputs(wildcards):
     if source == "bundled":
         dirs = {t.bundled, t.dataset.get("english", {}).get("bundled", t.bundled)}
         for d in sorted(dirs):
-            files += sorted(str(p) for p in (_bm.MINI_DIR / d).rglob("*") if p.is_file())
+            files += sorted(
+                str(p) for p in (_bm.MINI_DIR / d).rglob("*") if p.is_file()
+            )
     elif source == "released":
         r, root = t.released, config["benchmarks"]["released_dir"]
         files += [f"{root}/{r['dir']}/{r['prompts']}/{wildcards.lang}.json",
@@ -47,6 +55,16 @@ rule benchmark_data:
         meta="results/benchmarks/{benchmark}/{lang}.provenance.json",
     log:
         "logs/benchmark_data/{benchmark}/{lang}.log",
+    wildcard_constraints:
+        benchmark="|".join(_bm.BENCHMARKS),
+        lang="[a-z]{2}",
+    conda:
+        "../../envs/data.yaml"
+    threads: res("benchmark_data", "threads")
+    resources:
+        mem_mb=res("benchmark_data", "mem_mb"),
+        runtime=res("benchmark_data", "runtime"),
+        gpu=res("benchmark_data", "gpu"),
     params:
         spec=lambda wc: benchmark_spec(wc.benchmark),
         released_dir=lambda wc: (
@@ -54,16 +72,6 @@ rule benchmark_data:
             if config["benchmarks"][wc.benchmark]["source"] == "released"
             else None
         ),
-    wildcard_constraints:
-        benchmark="|".join(_bm.BENCHMARKS),
-        lang="[a-z]{2}",
-    threads: res("benchmark_data", "threads")
-    resources:
-        mem_mb=res("benchmark_data", "mem_mb"),
-        runtime=res("benchmark_data", "runtime"),
-        gpu=res("benchmark_data", "gpu"),
-    conda:
-        "../../envs/data.yaml"
     script:
         "../scripts/benchmark_data.py"
 

@@ -67,7 +67,8 @@ def build_items(benchmark: str, lang: str, spec: dict, released_dir: str | None 
     if source not in SOURCES:
         raise ValueError(f"benchmarks.{benchmark}.source: {source!r} is not one of {', '.join(SOURCES)}")
     return hub_items(benchmark, lang, source=source, path=spec.get("path"), path_en=spec.get("path_en"),
-                     revision=spec.get("revision"), n=spec.get("n"), seed=spec.get("seed"))  # fmt: skip
+                     revision=spec.get("revision"), n=spec.get("n"), seed=spec.get("seed"),
+                     aliases=bool(spec.get("aliases")))  # fmt: skip
 
 
 def benchmark_languages(benchmark: str, spec: dict) -> list[str]:
@@ -110,8 +111,12 @@ def check_config(config: dict) -> dict[str, list[str]]:
                 prompts = Path(root) / t.released["dir"] / t.released["prompts"] / f"{lang}.json"
                 if not prompts.is_file():
                     raise ConfigError(f"benchmarks.released_dir: {name} {lang}: missing {prompts}")
-        if source == "bundled" and (spec.get("path") or spec.get("path_en")):
-            raise ConfigError(f"{key}.path: only for source hub (bundled data lives in the package)")
+        if source != "hub" and (spec.get("path") or spec.get("path_en") or spec.get("revision")):
+            raise ConfigError(f"{key}.path: path, path_en and revision are for source hub only")
+        if spec.get("path_en") and name != "mmmlu":
+            raise ConfigError(f"{key}.path_en: only MMMLU reads English from another dataset")
+        if spec.get("aliases") and (name != "mkqa" or source == "released"):
+            raise ConfigError(f"{key}.aliases: only for MKQA from the dataset (bundled or hub)")
         out[name] = langs
     return out
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,24 +89,23 @@ def xquad(row: dict, lang: str, t: Template) -> Record:
     return Record({"context": _text(row, "context"), "question": _text(row, "question")}, texts[0])
 
 
-def mkqa_answers(answers: list[dict] | None) -> list[str]:
-    """Every answer's text followed by its aliases, without repeats (the paper's answer lists)."""
-    out: list[str] = []
-    for a in answers or []:
-        if not a.get("text"):  # unanswerable / long_answer
-            continue
-        for s in [a["text"], *(a.get("aliases") or [])]:
-            if s and s not in out:
-                out.append(s)
+def mkqa_answers(answers: list[dict] | None, aliases: bool = False) -> list[str]:
+    """The gold list of one MKQA language: every answer's text, in order (the paper's lists; they
+    keep repeats and hold no aliases), then with ``aliases`` each answer's aliases not yet listed."""
+    answers = [a for a in answers or [] if a.get("text")]  # unanswerable / long_answer have none
+    out = [a["text"] for a in answers]
+    if aliases:
+        for a in answers:
+            out += [s for s in a.get("aliases") or [] if s and s not in out]
     return out
 
 
-def mkqa(row: dict, lang: str, t: Template) -> Record:
+def mkqa(row: dict, lang: str, t: Template, aliases: bool = False) -> Record:
     key = t.key(lang)
     query = (row.get("queries") or {}).get(key)
     if not isinstance(query, str) or not query.strip():
         raise ValueError(f"queries[{key!r}] is missing or empty")
-    answers = mkqa_answers((row.get("answers") or {}).get(key))
+    answers = mkqa_answers((row.get("answers") or {}).get(key), aliases)
     if not answers:
         raise ValueError(f"answers[{key!r}] has no answer text")
     return Record({"query": query}, answers)
@@ -154,8 +154,14 @@ def dataset_location(t: Template, lang: str, source: str, path: str | None = Non
 def open_dataset(loc: dict, where: str):
     import datasets
 
-    kwargs = {"revision": loc["revision"]} if loc["revision"] else {}
     try:
+        if Path(loc["path"]).is_dir():
+            # datasets (5.x) keys the cache of a local directory by its path and config, not by the
+            # files' contents: an edited copy would be read stale. Build it afresh, in memory.
+            with tempfile.TemporaryDirectory(prefix="crosstune-datasets-") as cache:
+                return datasets.load_dataset(loc["path"], loc["config"], split=loc["split"],
+                                             cache_dir=cache, keep_in_memory=True)  # fmt: skip
+        kwargs = {"revision": loc["revision"]} if loc["revision"] else {}
         return datasets.load_dataset(loc["path"], loc["config"], split=loc["split"], **kwargs)
     except Exception as e:  # datasets raises many types (ValueError, FileNotFoundError, ConnectionError...)
         raise DataError(
@@ -164,9 +170,9 @@ def open_dataset(loc: dict, where: str):
         ) from e
 
 
-def _convert(t: Template, lang: str, ds, i: int, loc: dict) -> Record:
+def _convert(t: Template, lang: str, ds, i: int, loc: dict, **settings) -> Record:
     try:
-        return CONVERTERS[t.name](ds[i], lang, t)
+        return CONVERTERS[t.name](ds[i], lang, t, **settings)
     except (ValueError, KeyError, TypeError) as e:
         raise DataError(f"{t.name} {lang}: row {i} of {loc['path']} ({loc['config']}/{loc['split']}): {e}") from None
 
@@ -179,10 +185,11 @@ def _mkqa_candidates(t: Template, ds) -> list[int]:
 
 def hub_items(benchmark: str, lang: str, *, source: str = "hub", path: str | None = None,
               path_en: str | None = None, revision: str | None = None, n: int | None = None,
-              seed: int | None = None) -> tuple[list[dict], dict]:  # fmt: skip
+              seed: int | None = None, aliases: bool = False) -> tuple[list[dict], dict]:  # fmt: skip
     """Items of ``benchmark`` in ``lang`` from the original dataset (``source`` hub) or the bundled mini set.
 
     ``n``/``seed`` default to the paper's sample; ``n`` larger than the data takes every item.
+    ``aliases`` (MKQA) adds each answer's aliases to the gold list.
     Returns the items and a description of what was read (for provenance).
     """
     t = load_template(benchmark)
@@ -203,10 +210,11 @@ def hub_items(benchmark: str, lang: str, *, source: str = "hub", path: str | Non
             )
     candidates = _mkqa_candidates(t, ds_en) if benchmark == "mkqa" else list(range(len(ds)))
     rows = sample_rows(candidates, n, seed)
+    settings = {"aliases": aliases} if benchmark == "mkqa" else {}
     items, skipped = [], []
     for index, row in enumerate(rows):
         try:
-            rec = _convert(t, lang, ds, row, loc)
+            rec = _convert(t, lang, ds, row, loc, **settings)
         except DataError as e:
             if benchmark != "mkqa":  # MKQA: a language may lack an answer that English has
                 raise
@@ -218,7 +226,7 @@ def hub_items(benchmark: str, lang: str, *, source: str = "hub", path: str | Non
         if lang == "en":
             prompt_en = prompt
         elif t.parallel:
-            prompt_en = t.render("en", _convert(t, "en", ds_en, row, loc_en).fields)
+            prompt_en = t.render("en", _convert(t, "en", ds_en, row, loc_en, **settings).fields)
         items.append(make_item(benchmark, lang, index, t.task, prompt, prompt_en, rec.options, rec.answer))
     info = {"source": source, **loc, "rows": len(ds), "candidates": len(candidates), "n": n,
             "seed": seed, "sampled_rows": rows, "skipped_rows": skipped}  # fmt: skip
