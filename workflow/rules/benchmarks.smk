@@ -25,7 +25,8 @@ def benchmark_spec(benchmark):
     """The settings that change a benchmark's items (not which languages run)."""
     spec = config["benchmarks"][benchmark]
     return {
-        k: spec.get(k) for k in ("source", "path", "path_en", "revision", "n", "seed", "aliases")
+        k: spec.get(k)
+        for k in ("source", "path", "path_en", "revision", "n", "seed", "aliases")
     }
 
 
