@@ -22,11 +22,6 @@ from .templates import MINI_DIR, Template, load_template
 
 log = logging.getLogger(__name__)
 
-# MKQA's answer types in the order of its ClassLabel (a parquet export stores the index).
-MKQA_TYPES = ("entity", "long_answer", "unanswerable", "date", "number", "number_with_unit",
-              "short_phrase", "binary")  # fmt: skip
-
-
 @dataclass
 class Record:
     """One dataset row as the template sees it."""

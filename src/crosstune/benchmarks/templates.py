@@ -40,6 +40,7 @@ class Template:
     layout: str
     strings: dict[str, dict[str, str]]
     path: Path
+    fixed_options: tuple[str, ...] = ()
 
     def check_language(self, lang: str, where: str = "") -> str:
         if lang not in self.languages:
@@ -74,12 +75,11 @@ class Template:
         return self.layout.format(**self.strings[lang], **fields)
 
     def options(self, lang: str) -> list[dict] | None:
-        """Fixed options named by the template (XNLI's three relations), else None."""
-        if self.name != "xnli":
+        """Options the template itself names (XNLI's relations, labelled 1, 2, 3...), else None."""
+        if not self.fixed_options:
             return None
         s = self.strings[lang]
-        return [{"label": str(i), "text": s[k].strip()}
-                for i, k in enumerate(("entailment", "neutral", "contradiction"), 1)]  # fmt: skip
+        return [{"label": str(i), "text": s[k].strip()} for i, k in enumerate(self.fixed_options, 1)]
 
 
 @functools.cache
@@ -98,8 +98,12 @@ def load_template(name: str) -> Template:
     keys = {lang: set(s) for lang, s in strings.items()}
     if len({frozenset(k) for k in keys.values()}) != 1:
         raise ValueError(f"{where}: every language must define the same strings")
+    unknown = set(spec.get("options") or ()) - next(iter(keys.values()))
+    if unknown:
+        raise ValueError(f"{where}: options name strings no language defines: {', '.join(sorted(unknown))}")
     return Template(
         name=name, task=spec["task"], parallel=bool(spec["parallel"]), languages=languages,
         dataset=spec["dataset"], bundled=spec["bundled"], released=spec["released"],
         sample=spec["sample"], layout=spec["layout"], strings=strings, path=path,
+        fixed_options=tuple(spec.get("options") or ()),
     )  # fmt: skip
