@@ -78,3 +78,28 @@ def test_pairs_setting_reruns_pairs_only(tiny_run):
     jobs = planned_jobs(run)
     assert jobs.get("pairs") == 1
     assert not {"translate", "base_model", "source_data"} & set(jobs)
+
+
+def test_tiny_dag_trains_every_configured_method(tiny_run):
+    from transformers import AutoModelForCausalLM
+
+    methods = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())["methods"]
+    for name in methods:
+        out = tiny_run / f"results/tiny-llama/train/{name}"
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["method"] == name and metrics["steps"] == 3 and metrics["loss_curve"]
+        assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
+        assert json.loads((out / "model" / "provenance.json").read_text())["settings"]["name"] == name
+        assert "loss" in (tiny_run / f"logs/train/tiny-llama/{name}.log").read_text()
+    for name in ("sft", "sft_lora"):  # full fine-tuning and a merged LoRA model
+        AutoModelForCausalLM.from_pretrained(tiny_run / f"results/tiny-llama/train/{name}/model")
+
+
+def test_method_setting_reruns_that_training_only(tiny_run):
+    run = snakemake(tiny_run, "-n", override={"methods": {"crossin": {"size": 30}}})
+    assert planned_jobs(run).get("train") == 1
+    assert "results/tiny-llama/train/crossin/metrics.json" in run.stdout
+    run = snakemake(tiny_run, "-n", override={"train": {"learning_rate": 0.002}})
+    jobs = planned_jobs(run)
+    assert jobs.get("train") == len(yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())["methods"])
+    assert not {"pairs", "translate", "base_model"} & set(jobs)
