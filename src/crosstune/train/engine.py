@@ -139,10 +139,14 @@ def last_checkpoint(checkpoint_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def sync_fingerprint(checkpoint_dir: Path, value: str, state) -> Path | None:
-    """Discard checkpoints of other settings; return the checkpoint to resume from, if any."""
+def sync_fingerprint(checkpoint_dir: Path, compute, state) -> Path | None:
+    """Discard checkpoints of other settings; return the checkpoint to resume from, if any.
+
+    ``compute()`` gives the fingerprint (hashing the inputs: main process only).
+    """
     path = checkpoint_dir / "fingerprint.json"
     if state.is_main_process:
+        value = compute()
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         old = json.loads(path.read_text())["fingerprint"] if path.is_file() else None
         stale = checkpoints(checkpoint_dir)
@@ -225,7 +229,7 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
         data_collator=lambda batch: method.collate(batch, tokenizer),
         callbacks=[progress, *callbacks], method=method, settings=settings,
     )  # fmt: skip
-    resume = sync_fingerprint(checkpoint_dir, fingerprint(settings, seed, pairs, model_dir), trainer.accelerator)
+    resume = sync_fingerprint(checkpoint_dir, lambda: fingerprint(settings, seed, pairs, model_dir), trainer.accelerator)
     if resume:
         log.info("resuming %s from %s", settings["name"], resume)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)

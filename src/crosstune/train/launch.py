@@ -28,9 +28,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+REPO = Path(__file__).resolve().parents[3]  # the checkout holding workflow/profiles/accelerate/
+
+
+def accelerate_config(path: str | Path, base: str | Path | None = None) -> Path | None:
+    """The accelerate config file: as given (relative to the working directory), else relative to ``base``
+    (default: the repository of this crosstune); None when neither exists."""
+    for candidate in (Path(path), Path(base or REPO) / path):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def accelerate_command(job_file: str | Path, settings: dict) -> list[str]:
     t = settings["train"]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(t["accelerate_config"]),
+    config = accelerate_config(t["accelerate_config"])
+    if config is None:
+        raise FileNotFoundError(f"method {settings['name']!r}: train.accelerate_config not found: {t['accelerate_config']}")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
            "--num_processes", str(t["num_processes"]), "--main_process_port", str(free_port())]  # fmt: skip
     return [*cmd, "-m", "crosstune.train", str(job_file)]
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..methods import METHODS
+from .launch import accelerate_config
 
 RESERVED = ("type", "train")
 
@@ -77,5 +78,5 @@ def check(config: dict, base: str | Path = ".") -> None:
             raise ConfigError(f"{key}: method type {s['type']!r} does not support train.packing; set it to false")
         if t["epochs"] is None and t["max_steps"] is None:
             raise ConfigError(f"{key}: set train.epochs or train.max_steps")
-        if t["num_processes"] > 1 and not (Path(base) / t["accelerate_config"]).is_file():
+        if t["num_processes"] > 1 and accelerate_config(t["accelerate_config"], base) is None:
             raise ConfigError(f"{key}: train.accelerate_config not found: {t['accelerate_config']}")
