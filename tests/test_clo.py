@@ -275,3 +275,13 @@ def test_sft_dpo_is_the_preference_term_alone(tiny_tokenizer, features):
     assert sum(p.grad.abs().sum().item() for p in model.parameters() if p.grad is not None) > 0
     with pytest.raises(RuntimeError, match="prepare"):
         dpo.compute_loss(model, dpo.collate(features[:1], tiny_tokenizer), torch.nn.ModuleDict(), settings_for(dpo))
+
+
+def test_reference_pass_follows_bf16_autocast(tiny_tokenizer, features):
+    model, method = tiny(tiny_tokenizer), CLOMethod()
+    fp32 = method.prepare(model, tiny_tokenizer, features[:2], {"train": {"bf16": False}})
+    bf16 = method.prepare(model, tiny_tokenizer, features[:2], {"train": {"bf16": True}})
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        seq, _ = method.forward_logps(model, method.collate(features[:2], tiny_tokenizer))
+    assert [v for f in bf16 for v in f["ref_chosen_logps"]] == pytest.approx(seq[:4].tolist(), rel=1e-5)
+    assert [v for f in fp32 for v in f["ref_chosen_logps"]] != pytest.approx(seq[:4].tolist(), rel=1e-5)

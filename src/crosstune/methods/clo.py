@@ -1,4 +1,4 @@
-"""CLO - Cross-Lingual Optimization (METHODS.md section 3) and its SFT->DPO baseline.
+r"""CLO - Cross-Lingual Optimization (METHODS.md section 3) and its SFT->DPO baseline.
 
 Both classes implement the training engine's Method interface
 (``crosstune.methods.base.Method``: ``build_examples``, ``tokenize``, ``collate``,
@@ -33,24 +33,29 @@ Reference log-probabilities: computed ONCE in :meth:`prepare` with the model as
 handed over before step 1 (``clo``: the frozen base model; ``sft_dpo``: the
 ``sft`` model it starts from) and cached as dataset columns ``ref_chosen_logps``
 / ``ref_rejected_logps``. The alternative - a frozen copy of the model run under
-no_grad inside every step - was measured with ``benchmarks/clo_step.py`` on the
-tiny llama (hidden 64, 2 layers, seed pairs, batch 4, CPU, 1 thread)::
+no_grad inside every step - was measured with ``benchmarks/clo_step.py`` (tiny
+llama, hidden 64, 2 layers; seed pairs; 4 items = 16 rows per step; CPU time,
+1 thread; BENCHMARKS.md), in CLO steps with the cached reference::
 
-    cached:   step 1.00 (the CLO step)  + prepare once: 0.09 steps per batch of data
-    in-step:  step 1.16
+    cached:   1.00 per step, + 0.51 once per batch of data (prepare, batches sorted by length)
+    in-step:  1.38 per step  (the same no_grad forward, repeated every epoch)
 
-i.e. in-step pays a reference forward on every step of every epoch (plus a second
-copy of the weights in memory), caching pays it once per example; caching was
-chosen. The cache must be computed at the precision training runs in: under
-bf16 autocast with fp32 weights the policy's step-0 log-probs differ from the
-cached fp32 ones by rounding noise (TRL's ``precompute_ref_log_probs`` has the
-same property).
+(hidden 256, 4 layers: 0.46 once vs 1.38 per step). Over one epoch in-step is a
+little cheaper (1.38 vs 1.51 on the tiny model); from the second epoch on the
+cache saves the reference forward of every step, and it needs no second copy of
+the weights (with attention-only training the reference cannot be the trained
+model with adapters switched off). Caching was chosen. :meth:`prepare` runs the
+model as handed over, on its device, in eval mode, under bf16 autocast when
+``train.bf16`` is set (as the Trainer runs the policy), so the step-0 margins are
+zero up to batching noise.
 
 Trainable parameters: ``clo`` trains the attention projections q, k, v, o as
 reported - :data:`ATTENTION_PATTERNS` (regexes searched in parameter names,
 finetuning mode ``patterns``) or :data:`ATTENTION_MODULES` (LoRA target modules);
 :attr:`CLOMethod.train_defaults` is that default for the engine's
-``train.finetuning``. ``sft_dpo`` trains what ``train.finetuning`` says (full by default).
+``train.finetuning`` - in the config, ``methods.clo.train.finetuning: {mode:
+patterns, patterns: ['\.q_proj\.', '\.k_proj\.', '\.v_proj\.', '\.o_proj\.']}``.
+``sft_dpo`` trains what ``train.finetuning`` says (full by default).
 """
 
 from __future__ import annotations
@@ -211,27 +216,35 @@ class PreferenceMethod(Method):
         return tok.sum(-1), tok
 
     @torch.no_grad()
-    def reference_logps(self, model, tokenizer, dataset, batch_size: int) -> tuple[list, list]:
-        """Per example [target, english] sequence log-probs of chosen and rejected under ``model`` (eval mode)."""
+    def reference_logps(self, model, tokenizer, dataset, batch_size: int, bf16: bool = False) -> tuple[list, list]:
+        """Per example [target, english] sequence log-probs of chosen and rejected under ``model`` (eval mode).
+
+        Examples are batched in order of length (less padding), results returned in
+        dataset order. ``bf16``: under bf16 autocast, as the Trainer runs the policy.
+        """
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
-        chosen, rejected = [], []
+        feats = [dataset[i] for i in range(len(dataset))]
+        order = sorted(range(len(feats)), key=lambda i: max(map(len, feats[i]["chosen_input_ids"] + feats[i]["rejected_input_ids"])))
+        chosen, rejected = [None] * len(feats), [None] * len(feats)
         try:
-            for start in tqdm(range(0, len(dataset), batch_size), desc=f"reference log-probs {self.name}", mininterval=5):
-                feats = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-                batch = {k: v.to(device) for k, v in self.collate(feats, tokenizer).items()}
-                seq, _ = self.forward_logps(model, batch)
-                seq = seq.view(2, len(feats), len(DIRECTIONS)).cpu()
-                chosen += seq[0].tolist()
-                rejected += seq[1].tolist()
+            for start in tqdm(range(0, len(order), batch_size), desc=f"reference log-probs {self.name}", mininterval=5):
+                idx = order[start : start + batch_size]
+                batch = {k: v.to(device) for k, v in self.collate([feats[i] for i in idx], tokenizer).items()}
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    seq, _ = self.forward_logps(model, batch)
+                seq = seq.view(2, len(idx), len(DIRECTIONS)).cpu().tolist()
+                for j, i in enumerate(idx):
+                    chosen[i], rejected[i] = seq[0][j], seq[1][j]
         finally:
             model.train(was_training)
         return chosen, rejected
 
     def prepare(self, model, tokenizer, dataset, settings: dict):
         """Cache the reference log-probs (the model as handed over, before step 1) as dataset columns."""
-        chosen, rejected = self.reference_logps(model, tokenizer, dataset, settings.get("ref_batch_size", 8))
+        bf16 = bool(settings.get("train", {}).get("bf16", False))
+        chosen, rejected = self.reference_logps(model, tokenizer, dataset, settings.get("ref_batch_size", 8), bf16)
         if isinstance(dataset, list):
             return [{**f, REF_COLUMNS[0]: c, REF_COLUMNS[1]: r} for f, c, r in zip(dataset, chosen, rejected, strict=True)]
         present = [c for c in REF_COLUMNS if c in dataset.column_names]
