@@ -64,7 +64,7 @@ def slow_connection(model, dm, ids: list[int], mode: str, X=None, english_ids=No
 
 @torch.no_grad()
 def slow_generate(model, tokenizer, dm, ids: list[int], mode: str, X=None, english_ids=None,
-                  max_new_tokens: int = 8) -> list[int]:  # fmt: skip
+                  max_new_tokens: int = 8, stop_at_eos: bool = True) -> list[int]:  # fmt: skip
     """The released code's loop for one prompt: two full prefills, then greedy decoding with the cache."""
     t = torch.tensor([ids])
     if mode == "none":
@@ -78,7 +78,7 @@ def slow_generate(model, tokenizer, dm, ids: list[int], mode: str, X=None, engli
     tokens = []
     nxt = out.logits[:, -1].argmax(-1)
     for _ in range(max_new_tokens):
-        if nxt.item() == tokenizer.eos_token_id:
+        if stop_at_eos and nxt.item() == tokenizer.eos_token_id:
             break
         tokens.append(nxt.item())
         out = model(input_ids=nxt[:, None], use_cache=True, **{key: cache})

@@ -173,6 +173,7 @@ def test_decision_maker_save_reload(tmp_path):
 def test_gradient_checkpointing_is_refused(tiny_model_dir, tiny_tokenizer, setup):
     _, _, _, _, batch = setup
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir("qwen2"))
-    model.gradient_checkpointing_enable()
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
     with pytest.raises(ValueError, match="does not support gradient checkpointing"):
         cc_tuning_loss(model, batch, DecisionMaker(64, 2))

@@ -96,3 +96,23 @@ def test_extract_activations_batched_equals_hand_built(tiny_model_dir, tiny_toke
     mats = {"all": _rand(64, 64, seed=1)}
     tf.save_transform(tmp_path / "transform.safetensors", mats)
     assert torch.equal(tf.load_transform(tmp_path / "transform.safetensors")["all"], mats["all"])
+
+
+def test_sample_pairs_is_seeded_and_skips_english():
+    pairs = [{"id": f"x/{i}#{lang}", "lang": lang, "instruction": f"{lang} {i}", "instruction_en": f"en {i}"}
+             for i in range(10) for lang in ("en", "sw", "de")]  # fmt: skip
+    a, b, c = (tf.sample_pairs(pairs, 5, seed=s) for s in (1, 1, 2))
+    assert a == b and a != c and len(a) == 5 and all(r["lang"] != "en" for r in a)
+    assert len(tf.sample_pairs(pairs, 1000, seed=1)) == 20
+    assert len(tf.sample_pairs(pairs, 1000, seed=1, include_english=True)) == 30
+    with pytest.raises(ValueError, match="no training pairs"):
+        tf.sample_pairs([p for p in pairs if p["lang"] == "en"], 5, seed=0)
+
+
+def test_pair_activations(tiny_model_dir, tiny_tokenizer):
+    model = lively(AutoModelForCausalLM.from_pretrained(tiny_model_dir("qwen2")), seed=3)
+    pairs = [{"instruction": "Jambo?", "instruction_en": "Hello?"}, {"instruction": "Hallo", "instruction_en": "Hello?"}]
+    S, T = tf.pair_activations(model, tiny_tokenizer, pairs, batch_size=2)
+    assert S.shape == T.shape == (2, 2, 64)
+    torch.testing.assert_close(T[0], T[1])  # the same English prompt, batched with different partners
+    assert not torch.allclose(S[0], S[1])

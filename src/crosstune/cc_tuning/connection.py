@@ -154,8 +154,8 @@ def inject(model: nn.Module, positions: torch.Tensor, vectors: torch.Tensor, cal
 def check_no_gradient_checkpointing(model: nn.Module) -> None:
     """The hooks run inside the decoder layers; recomputation during backward would not see them."""
     base = unwrap(model)
-    name = "is_activation_checkpointing" if hasattr(type(base), "is_activation_checkpointing") else "is_gradient_checkpointing"
-    if getattr(base, name, False):
+    new_name = hasattr(type(base), "is_activation_checkpointing")  # transformers >= 5.x
+    if getattr(base, "is_activation_checkpointing" if new_name else "is_gradient_checkpointing", False):
         raise ValueError(
             "cc_tuning does not support gradient checkpointing (train.gradient_checkpointing): the "
             "connection's hooks run inside the checkpointed decoder layers"

@@ -67,6 +67,30 @@ def extract_activations(model, tokenizer, prompts: Sequence[str], batch_size: in
     return torch.stack(out)
 
 
+def sample_pairs(pairs: Sequence[dict], n: int, seed: int, include_english: bool = False) -> list[dict]:
+    """N parallel (x, x_en) prompt pairs drawn from the training pairs with a fixed seed (all when fewer).
+
+    English records (x == x_en) are left out unless ``include_english``: they
+    would add rows on which the map is the identity by construction.
+    """
+    import random
+
+    pool = [r for r in pairs if include_english or r["lang"] != "en"]
+    pool = [r for r in pool if str(r.get("instruction_en") or "").strip()]
+    if not pool:
+        raise ValueError("transform: no training pairs with an English instruction to sample from")
+    chosen = pool if n >= len(pool) else random.Random(seed).sample(pool, n)
+    return sorted(chosen, key=lambda r: r["id"])
+
+
+def pair_activations(model, tokenizer, pairs: Sequence[dict], batch_size: int = 8,
+                     progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(source, target): FFN outputs at p of each pair's instruction and of its English instruction."""
+    source = extract_activations(model, tokenizer, [r["instruction"] for r in pairs], batch_size, progress)
+    target = extract_activations(model, tokenizer, [r["instruction_en"] for r in pairs], batch_size, progress)
+    return source, target
+
+
 def save_activations(path: str | Path, source: torch.Tensor, target: torch.Tensor, ids: Sequence[str],
                      langs: Sequence[str], extra: dict | None = None) -> None:  # fmt: skip
     """``source`` (non-English) and ``target`` (English) (N, L, d) with the pair ids and languages."""
