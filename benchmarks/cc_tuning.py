@@ -174,7 +174,10 @@ def bench_transform(args) -> dict:
     T = S @ X + 0.01 * torch.randn(args.rows, args.dim, dtype=torch.float64, generator=g)
     out = {"what": "transform solve (float64, CPU)", "rows": args.rows, "dim": args.dim,
            "threads": torch.get_num_threads(), "seconds": {}}  # fmt: skip
-    for name, kw in (("lstsq gelsd (faithful, minimum-norm)", {}), ("ridge 1e-3 (normal equations)", {"ridge": 1e-3})):
+    solvers = {"gelsy": ("lstsq gelsy (default, minimum-norm)", {"driver": "gelsy"}),
+               "gelsd": ("lstsq gelsd (numpy's driver, minimum-norm)", {"driver": "gelsd"}),
+               "ridge": ("ridge 1e-3 (normal equations, Cholesky)", {"ridge": 1e-3})}  # fmt: skip
+    for name, kw in (solvers[s] for s in args.solvers.split(",")):
         t0, c0 = time.perf_counter(), time.process_time()
         got = solve_transform(S, T, **kw)
         out["seconds"][name] = {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0}
@@ -196,6 +199,7 @@ def main(argv=None):
     ap.add_argument("--rows", type=int, default=32000)
     ap.add_argument("--dim", type=int, default=4096)
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
+    ap.add_argument("--solvers", default="gelsy,gelsd,ridge", help="transform: comma-separated gelsy,gelsd,ridge")
     args = ap.parse_args(argv)
     CLOCK["fn"] = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)

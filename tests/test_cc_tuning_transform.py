@@ -17,16 +17,20 @@ def _rand(*shape, seed=0):
     return torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
 
 
-def test_recovers_planted_matrix_overdetermined():
+@pytest.mark.parametrize("driver", tf.DRIVERS)
+def test_recovers_planted_matrix_overdetermined(driver):
     S, X = _rand(200, 16, seed=1), _rand(16, 16, seed=2)
-    got = tf.solve_transform(S, S @ X)
-    assert got.dtype == torch.float64
-    torch.testing.assert_close(got, X, rtol=1e-10, atol=1e-10)
+    assert tf.solve_transform(S.float(), (S @ X).float(), driver=driver).dtype == torch.float64  # solved in float64
+    torch.testing.assert_close(tf.solve_transform(S, S @ X, driver=driver), X, rtol=1e-10, atol=1e-10)
+    T = S @ X + 0.1 * _rand(200, 16, seed=3)  # with noise: the numpy solution
+    ref = np.linalg.lstsq(S.numpy(), T.numpy(), rcond=None)[0]
+    np.testing.assert_allclose(tf.solve_transform(S, T, driver=driver).numpy(), ref, rtol=1e-10, atol=1e-12)
 
 
-def test_minimum_norm_when_underdetermined():
+@pytest.mark.parametrize("driver", tf.DRIVERS)
+def test_minimum_norm_when_underdetermined(driver):
     S, T = _rand(6, 16, seed=3), _rand(6, 16, seed=4)
-    got = tf.solve_transform(S, T)
+    got = tf.solve_transform(S, T, driver=driver)
     ref = np.linalg.lstsq(S.numpy(), T.numpy(), rcond=None)[0]
     np.testing.assert_allclose(got.numpy(), ref, rtol=1e-9, atol=1e-11)
     torch.testing.assert_close(S @ got, T, rtol=1e-9, atol=1e-9)  # exact fit with 6 < 16 rows
@@ -35,11 +39,14 @@ def test_minimum_norm_when_underdetermined():
     assert torch.linalg.norm(got) < torch.linalg.norm(got + null)
 
 
-def test_rank_deficient_matches_numpy():
+@pytest.mark.parametrize("driver", tf.DRIVERS)
+def test_rank_deficient_matches_numpy(driver):
     S = _rand(40, 4, seed=6) @ _rand(4, 16, seed=7)  # rank 4
     T = _rand(40, 16, seed=8)
     ref = np.linalg.lstsq(S.numpy(), T.numpy(), rcond=None)[0]
-    np.testing.assert_allclose(tf.solve_transform(S, T).numpy(), ref, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(tf.solve_transform(S, T, driver=driver).numpy(), ref, rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="driver must be one of"):
+        tf.solve_transform(S, T, driver="gesv")
 
 
 def test_pinv_path_equals_gelsd():
