@@ -26,9 +26,9 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from crosstune.cc_tuning.decision import DecisionMaker  # noqa: E402
 from crosstune.cc_tuning.inference import generate  # noqa: E402
-from crosstune.cc_tuning.training import TrainSettings, cc_tuning_loss  # noqa: E402
+from crosstune.cc_tuning.training import TrainSettings, cc_tuning_loss, response_loss  # noqa: E402
 from crosstune.cc_tuning.transform import solve_transform  # noqa: E402
-from crosstune.methods.cc_tuning import CCTuningMethod  # noqa: E402
+from crosstune.methods.cc_tuning import CCTuning  # noqa: E402
 
 
 def seed_pairs() -> list[dict]:
@@ -90,8 +90,8 @@ def interleave(variants: dict, reps: int) -> dict[str, list[float]]:
 def bench_train(args) -> dict:
     model, tok = load_model(args.model)
     model.train()
-    method = CCTuningMethod()
-    examples = method.build_examples(seed_pairs(), {}, seed=0)[: args.batch_size * args.batches]
+    method = CCTuning()
+    examples = method.build_examples(seed_pairs(), dict(CCTuning.defaults), seed=0)[: args.batch_size * args.batches]
     feats = [method.tokenize(ex, tok, 1024, "right") for ex in examples]
     batches = [method.collate(feats[i : i + args.batch_size], tok) for i in range(0, len(feats), args.batch_size)]
     dm = DecisionMaker(model.config.hidden_size, model.config.num_hidden_layers)
@@ -107,8 +107,9 @@ def bench_train(args) -> dict:
 
         return run
 
-    def sft(b):
-        return model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"]).loss
+    def sft(b):  # the engine's default loss: full logits, cross-entropy on the response tokens
+        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False).logits
+        return response_loss(logits, b["labels"])
 
     variants = {
         "sft": step(sft),

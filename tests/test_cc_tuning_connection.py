@@ -104,25 +104,27 @@ def test_position_from_chat_template(tiny_tokenizer):
     text = tiny_tokenizer.decode(out["input_ids"][: out["position"] + 1])
     assert text == "<|im_start|>user\nJambo?<|im_end|>\n<|im_start|>assistant\n"  # p: the last prompt token
     answer = [t for t in out["labels"] if t != cn.IGNORE_INDEX]
-    assert tiny_tokenizer.decode(answer) == "Jambo sana.<|im_end|>\n"
+    assert tiny_tokenizer.decode(answer) == "Jambo sana.<|im_end|>"
     assert out["labels"][: out["position"] + 1] == [cn.IGNORE_INDEX] * (out["position"] + 1)
+    assert out["input_ids"][out["position"] + 1 :] == answer
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
-def test_truncation_keeps_p_the_last_prompt_token(tiny_tokenizer, side):
-    full = cn.tokenize_chat(tiny_tokenizer, "What is the boiling point of water?", "It boils at 100 degrees.")
+def test_truncation_moves_p_with_the_tokens(tiny_tokenizer, side):
+    q, a = "What is the boiling point of water?", "It boils at 100 degrees."
+    full = cn.tokenize_chat(tiny_tokenizer, q, a)
     p, n = full["position"], len(full["input_ids"])
-    out = cn.tokenize_chat(tiny_tokenizer, "What is the boiling point of water?", "It boils at 100 degrees.",
-                           max_length=n - 3, truncation_side=side)  # fmt: skip
-    assert len(out["input_ids"]) == n - 3
+    out = cn.tokenize_chat(tiny_tokenizer, q, a, max_length=n - 3, truncation_side=side)
     assert out["input_ids"][out["position"]] == full["input_ids"][p]
     if side == "right":  # the response's end goes
         assert out["input_ids"] == full["input_ids"][: n - 3] and out["position"] == p
     else:  # the prompt's beginning goes
         assert out["input_ids"] == full["input_ids"][3:] and out["position"] == p - 3
-    tiny = cn.tokenize_chat(tiny_tokenizer, "What is the boiling point of water?", "It boils.", max_length=4,
-                            truncation_side=side)  # fmt: skip
-    assert len(tiny["input_ids"]) == 4 and sum(t != cn.IGNORE_INDEX for t in tiny["labels"]) >= 1
+    # right: only the prompt fits, nothing to learn; left: the whole prompt (p with it) cut off -> dropped
+    assert cn.tokenize_chat(tiny_tokenizer, q, a, max_length=n - p - 1 if side == "left" else p + 1,
+                            truncation_side=side) is None  # fmt: skip
+    kept = cn.tokenize_chat(tiny_tokenizer, q, a, max_length=n - p if side == "left" else p + 2, truncation_side=side)
+    assert kept is not None and kept["position"] == (0 if side == "left" else p)
 
 
 def test_left_padding_position_ids():

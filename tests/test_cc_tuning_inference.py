@@ -102,5 +102,10 @@ def test_mode_errors(tiny_model_dir, tiny_tokenizer):
         inf.generate(model, tiny_tokenizer, PROMPTS, mode="magic", dm=dm)
     with pytest.raises(ValueError, match="needs the transform matrices"):
         inf.generate(model, tiny_tokenizer, PROMPTS, mode="matrix", dm=dm)
+    with pytest.raises(ValueError, match="needs the transform matrices and one language per prompt"):
+        inf.generate(model, tiny_tokenizer, PROMPTS, mode="matrix", dm=dm, matrices={"sw": X["all"]})
+    shared = inf.generate(model, tiny_tokenizer, PROMPTS, mode="matrix", dm=dm, matrices=X, max_new_tokens=2)
+    assert shared == inf.generate(model, tiny_tokenizer, PROMPTS, mode="matrix", dm=dm, matrices=X, langs=LANGS,
+                                  max_new_tokens=2)  # fmt: skip
     with pytest.raises(ValueError, match="needs one English prompt"):
         inf.generate(model, tiny_tokenizer, PROMPTS, mode="oracle", dm=dm)

@@ -15,8 +15,7 @@ from crosstune.cc_tuning.decision import (
     save_decision_maker,
 )
 from crosstune.cc_tuning.training import TrainSettings, cc_tuning_forward, cc_tuning_loss
-from crosstune.io import DataError
-from crosstune.methods.cc_tuning import CCTuningMethod
+from crosstune.methods.cc_tuning import CCTuning, TrainDataError
 
 from .cc_tuning_reference import lively, manual_forward
 
@@ -34,20 +33,27 @@ PAIRS = [
 @pytest.fixture(scope="module")
 def setup(tiny_model_dir, tiny_tokenizer):
     model = lively(AutoModelForCausalLM.from_pretrained(tiny_model_dir("llama")), seed=2, std=0.2)
-    method = CCTuningMethod()
-    examples = method.build_examples(PAIRS, {}, seed=0)
+    method = CCTuning()
+    examples = method.build_examples(PAIRS, dict(CCTuning.defaults), seed=0)
     feats = [method.tokenize(ex, tiny_tokenizer, 256, "right") for ex in examples]
+    assert all(f is not None for f in feats)
     return model, method, examples, feats, method.collate(feats, tiny_tokenizer)
 
 
 def test_build_examples(tiny_tokenizer):
-    method = CCTuningMethod()
-    assert [e["id"] for e in method.build_examples(PAIRS, {}, 0)] == ["s/1#sw", "s/2#de", "s/3"]
-    assert [e["id"] for e in method.build_examples(PAIRS, {"include_english": False}, 0)] == ["s/1#sw", "s/2#de"]
-    with pytest.raises(DataError, match="'s/1#sw' .* needs instruction_en"):
-        method.build_examples([dict(PAIRS[0], instruction_en=None)], {}, 0)
+    method = CCTuning()
+    settings = dict(CCTuning.defaults)
+    examples = method.build_examples(PAIRS, settings, 0)
+    assert [e["id"] for e in examples] == ["s/1#sw", "s/2#de", "s/3"]  # every language, as sft
+    assert examples[0] == {"id": "s/1#sw", "prompt": "Mji mkuu wa Kenya ni upi?", "response": "Nairobi.",
+                           "lang": "sw", "kind": "cc_tuning", "prompt_en": "What is the capital of Kenya?"}  # fmt: skip
+    assert [e["id"] for e in method.build_examples(PAIRS, dict(settings, languages=["de"]), 0)] == ["s/2#de"]
+    with pytest.raises(TrainDataError, match="'s/1#sw' .* has no instruction_en"):
+        method.build_examples([dict(PAIRS[0], instruction_en=None)], settings, 0)
     with pytest.raises(ValueError, match="english_pass must be one of"):
-        method.build_examples(PAIRS, {"english_pass": "half"}, 0)
+        method.build_examples(PAIRS, dict(settings, english_pass="half"), 0)
+    with pytest.raises(ValueError, match="tau must be a positive number"):
+        method.build_examples(PAIRS, dict(settings, tau=0), 0)
 
 
 def test_tokenize_and_collate(setup, tiny_tokenizer):
@@ -57,6 +63,8 @@ def test_tokenize_and_collate(setup, tiny_tokenizer):
                                                              "<|im_start|>assistant\n")  # fmt: skip
     assert f["en_position"] == len(f["en_input_ids"]) - 1
     assert tiny_tokenizer.decode(f["input_ids"][: f["position"] + 1]).endswith("<|im_start|>assistant\n")
+    assert tiny_tokenizer.decode(f["input_ids"][f["position"] + 1 :]) == "Nairobi.<|im_end|>"
+    assert CCTuning().tokenize(examples[0], tiny_tokenizer, f["position"] + 1, "right") is None  # no response left
     B = len(feats)
     assert batch["input_ids"].shape[0] == B and batch["en_input_ids"].shape[0] == B
     for b, feat in enumerate(feats):  # right padding: each row starts with its own tokens
@@ -97,8 +105,11 @@ def test_loss_equals_manual_computation(setup, layer):
             labels = torch.tensor(f["labels"])
             total += F.cross_entropy(logits[:-1], labels[1:], ignore_index=IGNORE_INDEX, reduction="sum")
             count += int((labels[1:] != IGNORE_INDEX).sum())
-    # the model's own loss (as SFT's) upcasts the logits to float32
+    # the SFT loss arithmetic upcasts the logits to float32
     torch.testing.assert_close(out["loss"].detach().double(), total / count, rtol=1e-6, atol=1e-6)
+    torch.manual_seed(0)
+    summed = cc_tuning_forward(model, batch, dm, TrainSettings(), num_items_in_batch=4 * count)["loss"]
+    torch.testing.assert_close(summed.detach().double(), total / (4 * count), rtol=1e-6, atol=1e-6)
 
 
 def _grads(model, dm, batch, english_pass):
@@ -137,7 +148,7 @@ def test_compute_loss_via_method_and_extra_modules(setup):
     assert tuple(dm.linear.weight.shape) == (2, 64) and dm.linear.bias is None
     modules.double()
     torch.manual_seed(3)
-    loss = method.compute_loss(model, batch, modules, {"english_pass": "detached", "tau": 0.5})
+    loss = method.compute_loss(model, batch, modules, dict(CCTuning.defaults, english_pass="detached", tau=0.5))
     torch.manual_seed(3)
     again = cc_tuning_loss(model, batch, dm, TrainSettings(english_pass="detached", tau=0.5))
     assert loss.ndim == 0 and torch.isfinite(loss) and torch.equal(loss, again)
@@ -177,3 +188,6 @@ def test_gradient_checkpointing_is_refused(tiny_model_dir, tiny_tokenizer, setup
     enable()
     with pytest.raises(ValueError, match="does not support gradient checkpointing"):
         cc_tuning_loss(model, batch, DecisionMaker(64, 2))
+    settings = dict(CCTuning.defaults, train={"gradient_checkpointing": True})
+    with pytest.raises(TrainDataError, match="does not support train.gradient_checkpointing"):
+        CCTuning().prepare(model, tiny_tokenizer, [], settings)

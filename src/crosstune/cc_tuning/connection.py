@@ -171,36 +171,30 @@ def chat_prompt_ids(tokenizer, instruction: str) -> list[int]:
 
 
 def tokenize_chat(tokenizer, instruction: str, response: str, max_length: int | None = None,
-                  truncation_side: str = "right") -> dict:  # fmt: skip
+                  truncation_side: str = "right") -> dict | None:  # fmt: skip
     """``input_ids``, ``labels`` (prompt masked) and ``position`` p of an (instruction, response) pair.
 
-    The conversation is rendered by the chat template; its prompt part must
-    equal the template's generation prompt (so p = len(prompt) - 1). Templates
-    that render differently fall back to prompt + response tokens + eos.
-    Truncation to ``max_length`` follows ``truncation_side``; whichever side,
-    the prompt keeps its end (p stays the last prompt token) and at least one
-    response token is kept.
+    As the training engine's SFT tokenization: the chat-templated prompt
+    (generation prompt appended; p is its last token) + the response tokens +
+    eos. Truncation to ``max_length`` cuts the end (``right``) or the start
+    (``left``). None when truncation removed p or every response token.
     """
     if truncation_side not in ("left", "right"):
         raise ValueError(f"truncation_side must be 'left' or 'right', not {truncation_side!r}")
     prompt = chat_prompt_ids(tokenizer, instruction)
-    messages = [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
-    full = list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
-    if full[: len(prompt)] != prompt or len(full) == len(prompt):
-        full = prompt + tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    answer = full[len(prompt) :]
-    if max_length is not None and len(prompt) + len(answer) > max_length:
-        if max_length < 2:
-            raise ValueError(f"max_length must be at least 2, not {max_length}")
-        if truncation_side == "left":  # drop from the start: the prompt's beginning goes first
-            keep_prompt = max(1, max_length - len(answer))
-        else:  # drop from the end: the response's end goes first
-            keep_prompt = min(len(prompt), max_length - 1)
-        prompt = prompt[len(prompt) - keep_prompt :]
-        answer = answer[: max_length - len(prompt)]
+    answer = list(tokenizer(response, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
     ids = prompt + answer
     labels = [IGNORE_INDEX] * len(prompt) + answer
-    return {"input_ids": ids, "labels": labels, "position": len(prompt) - 1}
+    p = len(prompt) - 1
+    if max_length is not None and len(ids) > max_length:
+        cut = len(ids) - max_length
+        if truncation_side == "right":
+            ids, labels = ids[:max_length], labels[:max_length]
+        else:
+            ids, labels, p = ids[cut:], labels[cut:], p - cut
+    if p < 0 or all(t == IGNORE_INDEX for t in labels[1:]):
+        return None
+    return {"input_ids": ids, "labels": labels, "position": p}
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, side: str = "right",

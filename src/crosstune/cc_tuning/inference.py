@@ -37,7 +37,7 @@ from .connection import (
     unwrap,
 )
 from .decision import DecisionMaker
-from .transform import matrix_for, prompt_activations
+from .transform import SHARED, matrix_for, prompt_activations
 
 MODES = ("matrix", "oracle", "none")
 
@@ -116,6 +116,8 @@ def generate_batch(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *, mod
     cache, kw = new_cache(model), cache_kwarg(model)
     last = torch.full((B,), T - 1, dtype=torch.long, device=device)
     if mode == "matrix":
+        if langs is None and matrices is not None and SHARED in matrices:
+            langs = [SHARED] * B  # one shared matrix: no languages needed
         if matrices is None or langs is None or len(langs) != B:
             raise ValueError("cc_tuning matrix mode needs the transform matrices and one language per prompt")
         # plain prefill of 0..p capturing a_l at p, then forget p's keys/values
@@ -149,6 +151,7 @@ def generate(model, tokenizer, prompts: Sequence[str], *, mode: str = "matrix", 
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
+    dm = dm.to(device) if dm is not None else None
     generator = torch.Generator(device=device).manual_seed(seed) if layer_choice == "gumbel" else None
     ids = [chat_prompt_ids(tokenizer, p) for p in prompts]
     en_ids = [chat_prompt_ids(tokenizer, p) for p in english_prompts] if english_prompts is not None else None

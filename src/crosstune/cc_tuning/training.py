@@ -5,7 +5,7 @@
    Faithful: with gradient; ``english_pass: detached`` runs it under no_grad.
 2. Decision Maker on u = mean_l(a_l) + e_p picks one layer per sequence.
 3. Non-English pass over (x, y) with c = sum_l s_l a_l added after decoder
-   layer 0 at p only; cross-entropy on the response tokens (the model's own loss).
+   layer 0 at p only; cross-entropy on the response tokens (the SFT loss's arithmetic).
 """
 
 from __future__ import annotations
@@ -14,8 +14,15 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-from .connection import capture_mlp, check_no_gradient_checkpointing, inject, input_embeddings
+from .connection import (
+    IGNORE_INDEX,
+    capture_mlp,
+    check_no_gradient_checkpointing,
+    inject,
+    input_embeddings,
+)
 from .decision import DecisionMaker
 
 ENGLISH_PASS = ("faithful", "detached")
@@ -23,36 +30,25 @@ ENGLISH_PASS = ("faithful", "detached")
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """``methods.cc_tuning`` training settings (defaults are the released code's)."""
+    """The method settings of ``cc_tuning`` that the training step reads (defaults: the released code's)."""
 
     english_pass: str = "faithful"  # faithful: the English pass keeps its graph; detached: no_grad
     tau: float = 1.0  # Gumbel-softmax temperature
-    include_english: bool = True  # English records train as (x, y, x) triples, like the SFT data
 
     def __post_init__(self):
         if self.english_pass not in ENGLISH_PASS:
-            raise ValueError(
-                f"methods.cc_tuning.english_pass must be one of {', '.join(ENGLISH_PASS)}, not {self.english_pass!r}"
-            )
-        if not self.tau > 0:
-            raise ValueError(f"methods.cc_tuning.tau must be positive, not {self.tau!r}")
+            raise ValueError(f"cc_tuning english_pass must be one of {', '.join(ENGLISH_PASS)}, "
+                             f"not {self.english_pass!r}")  # fmt: skip
+        if not (isinstance(self.tau, int | float) and self.tau > 0):
+            raise ValueError(f"cc_tuning tau must be a positive number, not {self.tau!r}")
 
     @classmethod
     def from_settings(cls, settings) -> TrainSettings:
-        """From a mapping or an object with attributes; keys it does not know are ignored."""
+        """From the method's settings mapping (other keys are ignored)."""
         if isinstance(settings, cls):
             return settings
-        get = settings.get if hasattr(settings, "get") else (lambda k, d: getattr(settings, k, d))
-        if settings is None:
-            return cls()
-        sub = get("cc_tuning", None)  # the whole method-settings block may be passed
-        if isinstance(sub, dict):
-            get = sub.get
-        return cls(
-            english_pass=get("english_pass", cls.english_pass),
-            tau=float(get("tau", cls.tau)),
-            include_english=bool(get("include_english", cls.include_english)),
-        )
+        settings = settings or {}
+        return cls(english_pass=settings.get("english_pass", cls.english_pass), tau=settings.get("tau", cls.tau))
 
 
 def english_activations(model, en_input_ids, en_attention_mask, en_positions, grad: bool) -> torch.Tensor:
@@ -63,7 +59,18 @@ def english_activations(model, en_input_ids, en_attention_mask, en_positions, gr
     return cap.stacked()
 
 
-def cc_tuning_forward(model, inputs: dict, dm: DecisionMaker, settings: TrainSettings | None = None) -> dict:
+def response_loss(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """Next-token cross-entropy on the labelled tokens (float32), as the engine's SFT loss:
+    sum / ``num_items_in_batch`` when given (gradient accumulation, DDP), else the batch mean."""
+    losses = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), labels[:, 1:].flatten(),
+                             ignore_index=IGNORE_INDEX, reduction="sum")  # fmt: skip
+    if num_items_in_batch is not None:
+        return losses / num_items_in_batch
+    return losses / (labels[:, 1:] != IGNORE_INDEX).sum().clamp(min=1)
+
+
+def cc_tuning_forward(model, inputs: dict, dm: DecisionMaker, settings: TrainSettings | None = None,
+                      num_items_in_batch=None) -> dict:  # fmt: skip
     """{"loss", "choice": s (B, L), "activations": a (B, L, d)} of one batch (see the module docstring)."""
     settings = settings or TrainSettings()
     check_no_gradient_checkpointing(model)
@@ -75,10 +82,11 @@ def cc_tuning_forward(model, inputs: dict, dm: DecisionMaker, settings: TrainSet
     e = input_embeddings(model, ids[rows, pos])
     c, s = dm(a, e, choice="gumbel", tau=settings.tau)
     with inject(model, pos, c):
-        out = model(input_ids=ids, attention_mask=inputs["attention_mask"], labels=inputs["labels"], use_cache=False)
-    return {"loss": out.loss, "choice": s, "activations": a}
+        logits = model(input_ids=ids, attention_mask=inputs["attention_mask"], use_cache=False).logits
+    return {"loss": response_loss(logits, inputs["labels"], num_items_in_batch), "choice": s, "activations": a}
 
 
-def cc_tuning_loss(model, inputs: dict, dm: DecisionMaker, settings: TrainSettings | None = None) -> torch.Tensor:
+def cc_tuning_loss(model, inputs: dict, dm: DecisionMaker, settings: TrainSettings | None = None,
+                   num_items_in_batch=None) -> torch.Tensor:  # fmt: skip
     """The training loss of one batch."""
-    return cc_tuning_forward(model, inputs, dm, settings)["loss"]
+    return cc_tuning_forward(model, inputs, dm, settings, num_items_in_batch)["loss"]
