@@ -1,0 +1,297 @@
+"""The paper recipes without a cluster: dry runs (job counts per rule, resources of every job),
+the sbatch arguments the SLURM plugin renders for them, and a submission through the plugin
+to a fake SLURM (recorded sbatch calls, array jobs, local rules run locally).
+
+Every dry run uses a fresh --directory, so nothing exists yet and every job is scheduled; the
+hub is offline (HF_HUB_OFFLINE=1): a dry run that needed the network would fail here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PAPER = REPO / "config" / "paper"
+RECIPES = ["llama-3.1-8b.yaml", "qwen2.5-7b.yaml", "mistral-7b-v0.3.yaml"]
+GPU_RULES = ("translate", "train", "activations", "generate", "score")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def dry_run(tmp_path: Path, *configfiles: Path, extra: tuple = ()) -> tuple[dict, list[dict]]:
+    """`snakemake -n` in a fresh directory: ({rule: job count}, [{rule, wildcards, resources, threads}])."""
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "256", "--directory", str(tmp_path),
+           "--snakefile", str(REPO / "Snakefile"), "--configfile", *map(str, configfiles), *extra]  # fmt: skip
+    done = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    stats_block = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats_block, re.M) if m[1] != "total"}
+    jobs = []
+    for block in re.split(r"^(?=rule \w+:$)", out, flags=re.M)[1:]:
+        head, *lines = block.splitlines()
+        fields = dict(line.strip().split(": ", 1) for line in lines if re.match(r"^    \w+: ", line))
+        resources = {}
+        for item in fields.get("resources", "").split(", "):
+            key, _, value = item.partition("=")
+            resources[key] = int(value) if value.isdigit() else value
+        jobs.append({
+            "rule": head[len("rule "):-1],
+            "wildcards": dict(w.split("=", 1) for w in fields["wildcards"].split(", ")) if "wildcards" in fields else {},
+            "resources": resources,
+            "threads": int(fields.get("threads", 1)),
+        })  # fmt: skip
+    assert sum(counts.values()) == len(jobs), "every job of the stats table is listed"
+    return counts, jobs
+
+
+def recipe(name: str) -> dict:
+    return yaml.safe_load((PAPER / name).read_text())
+
+
+def expected_counts(configs: list[dict]) -> dict:
+    """Jobs per rule of a fresh dry run, from the recipe's contents."""
+    cfg = configs[0]
+    models = sorted({m for c in configs for m in c["models"]})
+    methods = cfg["methods"]
+    cc = [m for m, s in methods.items() if s["type"] == "cc_tuning"]
+    benchmark_pairs = sum(len(template_languages(b)) for b in cfg["benchmarks"]["run"])
+    counts = {
+        "base_model": len(models),
+        "source_data": 1,
+        "translate": len(cfg["languages"]) - 1,
+        "pairs": len(models),
+        "train": len(models) * len(methods),
+        "benchmark_data": benchmark_pairs,
+        "activations": len(models) * len(cc),
+        "transform": len(models) * len(cc),
+        "all": 1,
+    }
+    return counts
+
+
+def template_languages(benchmark: str) -> list[str]:
+    from crosstune.benchmarks import load_template
+
+    return list(load_template(benchmark).languages)
+
+
+def test_recipes_differ_only_in_their_model():
+    """So that naming all three files merges them into the grid (lists are replaced, dicts merged)."""
+    bodies = [recipe(r) for r in RECIPES]
+    assert [len(b["models"]) for b in bodies] == [1, 1, 1]
+    for b in bodies:
+        b.pop("models")
+    assert bodies[0] == bodies[1] == bodies[2]
+
+
+def test_recipe_values_are_the_papers():
+    cfg = recipe(RECIPES[0])
+    t = cfg["train"]
+    assert (t["learning_rate"], t["epochs"], t["lr_scheduler"], t["warmup_ratio"]) == (1e-5, 3, "cosine", 0.1)
+    assert (t["per_device_batch_size"], t["bf16"], t["max_length"], t["finetuning"]["mode"]) == (16, True, 1024, "full")
+    assert t["accelerate_config"].endswith("zero3.yaml")
+    assert cfg["resources"]["train"]["gpu"] == t["num_processes"]
+    assert {s["type"] for s in cfg["data"]["sources"]} == {"aya"}
+    assert cfg["translate"]["memory_only"] is False and "instruction" in cfg["translate"]["fields_to_en"]
+    assert {b: cfg["benchmarks"][b]["source"] for b in cfg["benchmarks"]["run"]} == dict.fromkeys(
+        ["xnli", "xstorycloze", "mmmlu", "xquad", "mkqa", "xlsum"], "hub"
+    )
+    types = {s["type"] for s in cfg["methods"].values()}
+    assert types == {"sft", "sft_en", "sft_all", "sft_mt", "crossin", "clo", "sft_dpo", "cc_tuning"}
+    ids = {next(iter(recipe(r)["models"].values()))["source"]["id"] for r in RECIPES}
+    assert ids == {"meta-llama/Llama-3.1-8B", "Qwen/Qwen2.5-7B", "mistralai/Mistral-7B-v0.3"}
+    for r in RECIPES:  # every model's chat template exists
+        spec = next(iter(recipe(r)["models"].values()))
+        assert (REPO / spec["chat_template"]).is_file()
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_dry_run_job_counts_and_resources(tmp_path, name):
+    cfg = recipe(name)
+    counts, jobs = dry_run(tmp_path, PAPER / name)
+    assert counts == expected_counts([cfg])
+    assert counts["benchmark_data"] == 60 and counts["train"] == 8 and counts["translate"] == 21
+    check_resources(cfg, jobs)
+
+
+def check_resources(cfg: dict, jobs: list[dict]) -> None:
+    """Every job carries its rule's resources from the recipe; train asks for num_processes GPUs."""
+    res = cfg["resources"]
+    for job in jobs:
+        rule = job["rule"]
+        if rule == "all":
+            continue
+        want = {**res["default"], **res.get(rule, {})}
+        got = job["resources"]
+        assert (got["mem_mb"], got["runtime"], job["threads"]) == (want["mem_mb"], want["runtime"], want["threads"]), job
+        gpus = want["gpu"]
+        if rule == "train":
+            gpus = cfg["train"]["num_processes"]
+        assert got["gpu"] == gpus, job
+        if rule in GPU_RULES and rule in res:
+            assert got["gpu"] >= 1, f"{rule} is a GPU rule of the recipe: {job}"
+
+
+def test_grid_of_three_recipes(tmp_path):
+    """The three files together: 3 models x every method, one shared translation and benchmark set."""
+    configs = [recipe(r) for r in RECIPES]
+    counts, jobs = dry_run(tmp_path, *(PAPER / r for r in RECIPES))
+    assert counts == expected_counts(configs)
+    assert counts["train"] == 24 and counts["base_model"] == 3 and counts["benchmark_data"] == 60
+    assert {j["wildcards"]["model"] for j in jobs if j["rule"] == "train"} == {
+        "llama-3.1-8b", "qwen2.5-7b", "mistral-7b-v0.3"}  # fmt: skip
+    check_resources(configs[0], jobs)
+
+
+def test_clo_recipe_dry_run(tmp_path):
+    cfg = yaml.safe_load((REPO / "config" / "clo.yaml").read_text())
+    counts, jobs = dry_run(tmp_path, REPO / "config" / "clo.yaml")
+    assert counts["translate"] == 6 and counts["train"] == 4
+    assert counts["benchmark_data"] == sum(len(cfg["benchmarks"][b]["languages"]) for b in cfg["benchmarks"]["run"])
+    assert {j["wildcards"]["method"] for j in jobs if j["rule"] == "train"} == {"sft", "clo_3200", "clo_6400", "sft_dpo"}
+    check_resources(cfg, jobs)
+
+
+# ------------------------------------------------------------------ SLURM
+class _Resources(dict):
+    """What the plugin reads of job.resources: .get() and attribute access."""
+
+    __getattr__ = dict.__getitem__
+
+
+def sbatch_args(job: dict, account: str = "acc", partition: str = "gpu-part") -> list[str]:
+    """The sbatch arguments snakemake-executor-plugin-slurm builds for one dry-run job."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    stand_in = SimpleNamespace(resources=_Resources(job["resources"]), threads=job["threads"], name=job["rule"])
+    params = {"run_uuid": "uuid", "slurm_logfile": "log/%j.log", "comment_str": f"rule_{job['rule']}",
+              "account": f"-A {account}", "partition": f"-p {partition}", "workdir": "/work"}  # fmt: skip
+    call = get_submit_command(stand_in, params) + set_gres_string(stand_in)
+    return shlex.split(call)
+
+
+def test_slurm_arguments_of_every_paper_job(tmp_path):
+    configs = [recipe(r) for r in RECIPES]
+    _, jobs = dry_run(tmp_path, *(PAPER / r for r in RECIPES))
+    res = configs[0]["resources"]
+    local = localrules()
+    seen = set()
+    for job in jobs:
+        if job["rule"] == "all" or job["rule"] in local:
+            continue
+        args = sbatch_args(job)
+        want = {**res["default"], **res.get(job["rule"], {})}
+        assert args[args.index("-t") + 1] == str(want["runtime"])
+        assert args[args.index("--mem") + 1] == str(want["mem_mb"])
+        assert f"--cpus-per-task={want['threads']}" in args
+        assert "-A" in args and "-p" in args
+        gpus = [a for a in args if a.startswith("--gpus=")]
+        if job["rule"] == "train":
+            assert gpus == ["--gpus=8"]
+        elif want["gpu"]:
+            assert gpus == [f"--gpus={want['gpu']}"]
+        else:
+            assert gpus == [] and "--ntasks=1" in args
+        seen.add(job["rule"])
+    assert {"translate", "train", "activations", "transform"} <= seen
+
+
+def localrules() -> set[str]:
+    text = (REPO / "workflow" / "rules" / "cluster.smk").read_text()
+    return set(re.findall(r"^    (\w+),$", text, re.M))
+
+
+def test_localrules_are_the_light_rules():
+    assert {"base_model", "source_data", "pairs", "benchmark_data"} <= localrules()
+    assert not localrules() & set(GPU_RULES)
+
+
+def test_profile_array_rules_exist():
+    profile = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    rules = set(re.findall(r"^rule (\w+):", "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")), re.M))
+    array = {r.strip() for r in profile["slurm-array-jobs"].split(",")}
+    assert array <= rules and not array & localrules()
+
+
+FAKE_SBATCH = """#!{python}
+import json, os, sys
+record = {{"argv": sys.argv[1:], "stdin": "" if sys.stdin.isatty() else sys.stdin.read()}}
+with open(os.environ["FAKE_SLURM_LOG"], "a") as f:
+    f.write(json.dumps(record) + "\\n")
+sys.stderr.write("fake sbatch: recorded, not submitted\\n")
+sys.exit(1)
+"""
+
+
+def test_slurm_profile_submits_through_the_plugin(tmp_path):
+    """The real executor with the profile, on the tiny config, against a fake SLURM whose sbatch
+    records its arguments and refuses: the local rules run here, the translations leave as ONE
+    array job with the rule's resources, and nothing else is submitted before them."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "sbatch.jsonl"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(FAKE_SBATCH.format(python=sys.executable))
+    (bin_dir / "sacctmgr").write_text("#!/bin/sh\necho acc\n")  # the account check
+    for tool in ("sinfo", "sacct", "squeue", "scontrol", "sshare"):
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 0\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", str(REPO / "workflow/profiles/slurm"),
+           "--snakefile", str(REPO / "Snakefile"), "--configfile", str(REPO / "config/tiny.yaml"),
+           "--directory", str(work), "--default-resources", "slurm_account=acc", "slurm_partition=part",
+           "--latency-wait", "1", "--retries", "0", "--slurm-init-seconds-before-status-checks", "1"]  # fmt: skip
+    env = {**ENV, "PATH": f"{bin_dir}{os.pathsep}{ENV['PATH']}", "FAKE_SLURM_LOG": str(log)}
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0  # the fake sbatch refuses every submission
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(calls) == 1, calls
+    args = calls[0]["argv"]
+    wrapped = next(a for a in args if a.startswith("--wrap="))
+    assert "--allowed-rules translate" in wrapped and "--executor slurm-jobstep" in wrapped
+    assert "--array=1-5" in args  # ar hi sw zh ru: one array job
+    tiny = yaml.safe_load((REPO / "config/tiny.yaml").read_text())["resources"]["default"]
+    assert args[args.index("-t") + 1] == str(tiny["runtime"])
+    assert int(args[args.index("--mem") + 1]) >= tiny["mem_mb"]  # plus the plugin's array payload fudge
+    assert ["-A", "acc"] == args[args.index("-A"):args.index("-A") + 2]
+    assert ["-p", "part"] == args[args.index("-p"):args.index("-p") + 2]
+    assert (work / "resources/models/tiny-llama/config.json").is_file()  # base_model ran locally
+    assert (work / "results/data/source/records.jsonl").is_file()  # so did source_data
+
+
+def test_train_gpu_count_follows_num_processes(tmp_path):
+    """A method's own train.num_processes sets its job's GPUs; CPU training asks for none."""
+    cfg = textwrap.dedent("""
+        models:
+          tiny-llama: {source: {type: tiny, family: llama}}
+        resources: {train: {gpu: 2}}
+        train: {num_processes: 2}
+        methods:
+          sft: {type: sft}
+          sft4: {type: sft, train: {num_processes: 4}}
+          sft_cpu: {type: sft, train: {device: cpu}}
+    """)
+    path = tmp_path / "c.yaml"
+    path.write_text(cfg)
+    work = tmp_path / "w"
+    _, jobs = dry_run(work, path)
+    gpus = {j["wildcards"]["method"]: j["resources"]["gpu"] for j in jobs if j["rule"] == "train"}
+    assert gpus == {"sft": 2, "sft4": 4, "sft_cpu": 0}
+    path.write_text(cfg.replace("{train: {gpu: 2}}", "{train: {gpu: 3}}"))
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--directory", str(work), "--snakefile", str(REPO / "Snakefile"),
+           "--configfile", str(path)]  # fmt: skip
+    done = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "resources.train.gpu: 3 differs from train.num_processes (2)" in done.stdout + done.stderr
