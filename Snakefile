@@ -26,10 +26,12 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/benchmarks.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/cluster.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+
+
+include: "workflow/rules/cluster.smk"
