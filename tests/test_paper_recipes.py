@@ -298,3 +298,29 @@ def test_train_gpu_count_follows_num_processes(tmp_path):
            "--configfile", str(path)]  # fmt: skip
     done = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "resources.train.gpu: 3 differs from train.num_processes (2)" in done.stdout + done.stderr
+
+
+def test_protected_models_are_write_protected(tmp_path):
+    """storage.protect_models: the trained model directory is read-only once the job is done
+    (Snakemake then refuses to overwrite it for a non-root user)."""
+    cfg = {
+        "languages": ["en", "ar"],
+        "models": {"tiny-llama": {"source": {"type": "tiny", "family": "llama"}}},
+        "resources": {"default": {"mem_mb": 2000, "runtime": 10, "gpu": 0, "threads": 1}},
+        "storage": {"protect_models": True},
+        "train": {"max_steps": 1, "epochs": None, "per_device_batch_size": 2, "max_length": 128, "device": "cpu",
+                  "save_steps": 10},
+        "methods": {"sft": {"type": "sft"}},
+        "benchmarks": {"run": []},
+    }  # fmt: skip
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    work = tmp_path / "w"
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--directory", str(work), "--snakefile",
+           str(REPO / "Snakefile"), "--configfile", str(path), "--", "results/tiny-llama/train/sft/metrics.json"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    model = work / "results/tiny-llama/train/sft/model"
+    assert (model / "config.json").is_file()
+    assert not os.stat(model).st_mode & 0o222 and not os.stat(model / "config.json").st_mode & 0o222
+    assert "Write-protecting output file" in done.stdout + done.stderr

@@ -27,6 +27,13 @@ if res("train", "gpu") not in (0, config["train"]["num_processes"]):
     )
 
 
+def keep_model(path):
+    """A trained model directory, write-protected when storage.protect_models is set:
+    Snakemake then refuses to overwrite it (a changed setting or script stops the run
+    with an error naming it) instead of silently retraining; delete it to retrain."""
+    return protected(path) if config["storage"]["protect_models"] else path
+
+
 wildcard_constraints:
     method="|".join(map(re.escape, TRAIN_METHODS)) or "none",
 
@@ -36,7 +43,8 @@ rule train:
         model=model_dir("{model}"),
         pairs="results/{model}/pairs/pairs.jsonl",
     output:
-        model=directory("results/{model}/train/{method}/model"),
+        # storage.protect_models: read-only once trained (paper recipes: GPU-days each)
+        model=keep_model(directory("results/{model}/train/{method}/model")),
         metrics="results/{model}/train/{method}/metrics.json",
         loss="results/{model}/train/{method}/loss.png",
     log:
