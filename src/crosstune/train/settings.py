@@ -8,8 +8,9 @@ it reruns exactly that method's training)::
      "mode": "x2en", "size": null, ...          # method settings (Method.defaults + config)
      "train": {"learning_rate": ..., ..., "finetuning": {"mode": "full", ...}}}
 
-``train`` is the config's ``train:`` section with the method's own ``train:``
-overrides merged in (``finetuning`` merged key by key). The config must have been
+``train`` is the config's ``train:`` section with the method type's
+``train_defaults`` (e.g. CLO trains the attention projections) and then the
+method entry's own ``train:`` overrides merged in (``finetuning`` merged key by key). The config must have been
 validated against the schema (which fills the defaults of ``train:``).
 """
 
@@ -54,7 +55,7 @@ def resolve(config: dict, name: str) -> dict:
         known = ", ".join(sorted(cls.defaults)) or "none"
         raise ConfigError(f"methods.{name}.{unknown[0]}: not a setting of method type {kind!r} (its settings: {known})")
     own = {k: copy.deepcopy(spec.get(k, v)) for k, v in cls.defaults.items()}
-    train = merge(config["train"], spec.get("train") or {})
+    train = merge(merge(config["train"], cls.train_defaults), spec.get("train") or {})
     resolved = {"name": name, "type": kind, **own, "train": train}
     return json.loads(json.dumps(resolved, sort_keys=True))  # one canonical order: stable rule params
 
