@@ -93,12 +93,19 @@ def test_tiny_dag_trains_every_configured_method(tiny_run):
         assert "loss" in (tiny_run / f"logs/train/tiny-llama/{name}.log").read_text()
     for name in ("sft", "sft_lora"):  # full fine-tuning and a merged LoRA model
         AutoModelForCausalLM.from_pretrained(tiny_run / f"results/tiny-llama/train/{name}/model")
+    # sft_dpo starts from (and is referenced to) the trained sft model, not the base model
+    dpo = json.loads((tiny_run / "results/tiny-llama/train/sft_dpo/metrics.json").read_text())
+    assert dpo["init_from"] == "sft" and dpo["start_model"] == "results/tiny-llama/train/sft/model"
+    assert (tiny_run / "results/tiny-llama/train/cc_tuning/model/decision_maker.safetensors").is_file()
 
 
 def test_method_setting_reruns_that_training_only(tiny_run):
     run = snakemake(tiny_run, "-n", override={"methods": {"crossin": {"size": 30}}})
     assert planned_jobs(run).get("train") == 1
     assert "results/tiny-llama/train/crossin/metrics.json" in run.stdout
+    run = snakemake(tiny_run, "-n", override={"methods": {"sft": {"languages": ["en", "sw"]}}})
+    assert planned_jobs(run).get("train") == 2  # sft and sft_dpo, which starts from it
+    assert "results/tiny-llama/train/sft_dpo/metrics.json" in run.stdout
     run = snakemake(tiny_run, "-n", override={"train": {"learning_rate": 0.002}})
     jobs = planned_jobs(run)
     assert jobs.get("train") == len(yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())["methods"])

@@ -60,10 +60,32 @@ def resolve(config: dict, name: str) -> dict:
     return json.loads(json.dumps(resolved, sort_keys=True))  # one canonical order: stable rule params
 
 
+def init_from(config: dict, name: str) -> str | None:
+    """The configured method whose trained model method ``name`` starts from (setting ``init_from``), or None.
+
+    That model is both the starting point and, for preference methods, the frozen
+    reference. Errors name the config key.
+    """
+    source = resolve(config, name).get("init_from")
+    if source is None:
+        return None
+    methods = config.get("methods") or {}
+    if source not in methods:
+        raise ConfigError(f"methods.{name}.init_from: {source!r} is not a configured method "
+                          f"(configured: {', '.join(sorted(methods))})")  # fmt: skip
+    chain = [name, source]
+    while (nxt := resolve(config, chain[-1]).get("init_from")) is not None and nxt in methods:
+        if nxt in chain:
+            raise ConfigError(f"methods.{name}.init_from: a cycle, {' -> '.join([*chain, nxt])}")
+        chain.append(nxt)
+    return source
+
+
 def check(config: dict, base: str | Path = ".") -> None:
     """Every configured method resolves and its training settings fit together."""
     for name in config.get("methods") or {}:
         s = resolve(config, name)
+        init_from(config, name)
         t, ft = s["train"], s["train"]["finetuning"]
         key = f"methods.{name}"
         if ft["mode"] == "patterns" and not ft["patterns"]:
