@@ -28,7 +28,7 @@ def test_tiny_config_trains_every_method_type():
     tiny = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
     assert {m["type"] for m in tiny["methods"].values()} == set(METHODS)
     default = yaml.safe_load((REPO / "config.yaml").read_text())
-    assert {"sft", "crossin"} <= {m["type"] for m in default["methods"].values()}
+    assert {"sft", "crossin", "clo", "cc_tuning"} <= {m["type"] for m in default["methods"].values()}
 
 
 def test_variant_without_code_and_train_overrides_merge():
