@@ -110,3 +110,30 @@ def test_method_setting_reruns_that_training_only(tiny_run):
     jobs = planned_jobs(run)
     assert jobs.get("train") == len(yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())["methods"])
     assert not {"pairs", "translate", "base_model"} & set(jobs)
+
+
+def test_tiny_dag_fits_the_cc_tuning_transform(tiny_run):
+    from crosstune.cc_tuning.transform import load_activations, load_transform
+
+    out = tiny_run / "results/tiny-llama/cc_tuning/cc_tuning"
+    acts = load_activations(out / "activations.safetensors")
+    assert tuple(acts["source"].shape) == (40, 2, 64) and len(set(acts["ids"])) == 40  # tiny.yaml: n_pairs 40
+    assert "en" not in acts["langs"] and acts["metadata"]["model"] == "results/tiny-llama/train/cc_tuning/model"
+    matrices = load_transform(out / "transform.safetensors")
+    assert set(matrices) == {"all"} and tuple(matrices["all"].shape) == (64, 64)  # one shared d x d matrix
+    fit = json.loads((out / "fit.json").read_text())
+    assert {"n_samples", "num_layers", "hidden_size", "ridge", "per_language", "driver", "matrices"} <= set(fit)
+    assert (fit["n_samples"], fit["num_layers"], fit["hidden_size"], fit["ridge"]) == (40, 2, 64, 0.0)
+    m = fit["matrices"]["all"]
+    assert m["rows"] == 80 and len(m["relative_residual"]) == 2 and 0 <= m["relative_residual_all"] < 1
+    for meta, stage in (("activations.provenance.json", "activations"), ("provenance.json", "transform")):
+        record = json.loads((out / meta).read_text())
+        assert record["stage"] == stage and record["method"] == "cc_tuning" and record["versions"]["torch"]
+    assert "transform all" in (tiny_run / "logs/transform/tiny-llama/cc_tuning.log").read_text()
+
+
+def test_cc_tuning_settings_rerun_their_stages_only(tiny_run):
+    jobs = planned_jobs(snakemake(tiny_run, "-n", override={"cc_tuning": {"ridge": 0.1}}))
+    assert jobs.get("transform") == 1 and not {"activations", "train", "pairs"} & set(jobs)
+    jobs = planned_jobs(snakemake(tiny_run, "-n", override={"cc_tuning": {"n_pairs": 30}}))
+    assert jobs.get("activations") == 1 and jobs.get("transform") == 1 and "train" not in jobs
