@@ -26,6 +26,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/benchmarks.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/cc_tuning.smk"
 
 
 rule all:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-engine = pytest.importorskip("crosstune.train.engine", reason="the training engine (branch train) is not merged")
+from crosstune.cc_tuning.decision import load_decision_maker
+from crosstune.methods import METHODS
+from crosstune.methods.cc_tuning import CCTuning
+from crosstune.train import engine
 
-from crosstune.cc_tuning.decision import load_decision_maker  # noqa: E402
-from crosstune.methods import METHODS  # noqa: E402
-from crosstune.methods.cc_tuning import CCTuning  # noqa: E402
-
-from .train_helpers import seed_pairs, settings, write_pairs  # noqa: E402
+from .train_helpers import seed_pairs, settings, write_pairs
 
 
 class Recording(CCTuning):
@@ -27,10 +26,11 @@ class Recording(CCTuning):
 def test_engine_trains_cc_tuning_and_saves_the_decision_maker(tmp_path, tiny_model_dir, monkeypatch, english_pass):
     from transformers import AutoModelForCausalLM
 
+    assert METHODS["cc_tuning"] is CCTuning  # registered under its type name
     monkeypatch.setitem(METHODS, "cc_tuning", Recording)
     pairs = write_pairs(tmp_path / "pairs.jsonl", seed_pairs(items=4))
-    s = settings({"type": "sft"}, name="cc")
-    s.update(type="cc_tuning", english_pass=english_pass, tau=1.0)
+    s = settings({"type": "cc_tuning", "english_pass": english_pass}, name="cc")
+    assert (s["type"], s["english_pass"], s["tau"], s["languages"]) == ("cc_tuning", english_pass, 1.0, None)
     out = tmp_path / "run"
     engine.train(model_dir=str(tiny_model_dir("llama")), pairs=str(pairs), output=str(out / "model"),
                  checkpoint_dir=str(out / "checkpoints"), settings=s, seed=42, metrics=str(out / "metrics.json"),

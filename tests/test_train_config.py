@@ -28,7 +28,7 @@ def test_tiny_config_trains_every_method_type():
     tiny = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
     assert {m["type"] for m in tiny["methods"].values()} == set(METHODS)
     default = yaml.safe_load((REPO / "config.yaml").read_text())
-    assert {"sft", "crossin"} <= {m["type"] for m in default["methods"].values()}
+    assert {"sft", "crossin", "clo", "cc_tuning"} <= {m["type"] for m in default["methods"].values()}
 
 
 def test_variant_without_code_and_train_overrides_merge():
@@ -42,6 +42,19 @@ def test_variant_without_code_and_train_overrides_merge():
     assert (ft["mode"], ft["lora_r"], ft["lora_alpha"]) == ("lora", 2, 128)  # merged key by key
     assert cfg["train"]["learning_rate"] != 0.5 and cfg["train"]["finetuning"]["mode"] == "full"  # config untouched
     assert list(s) == sorted(s)  # canonical order: stable rule params
+
+
+def test_method_train_defaults_sit_between_the_config_and_the_entry():
+    from crosstune.methods.clo import ATTENTION_PATTERNS
+
+    cfg = config({"clo": {"type": "clo"}, "clo_full": {"type": "clo", "train": {"finetuning": {"mode": "full"}}},
+                  "sft_dpo": {"type": "sft_dpo"}}, train={"finetuning": {"mode": "lora"}})  # fmt: skip
+    clo = resolve(cfg, "clo")
+    assert (clo["beta"], clo["lambda"], clo["size"]) == (0.1, 0.5, None)
+    assert clo["train"]["finetuning"]["mode"] == "patterns" and clo["train"]["finetuning"]["patterns"] == ATTENTION_PATTERNS
+    assert resolve(cfg, "clo_full")["train"]["finetuning"]["mode"] == "full"
+    dpo = resolve(cfg, "sft_dpo")
+    assert dpo["init_from"] == "sft" and dpo["train"]["finetuning"]["mode"] == "lora"  # no train_defaults: the config's
 
 
 def test_unknown_method_type_is_a_schema_error_naming_the_key():

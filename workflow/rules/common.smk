@@ -58,6 +58,14 @@ def all_targets():
         model=MODELS,
         method=sorted(config["methods"]),
     )
+    # CC-Tuning's Transform Matrix (rules activations, transform) of each cc_tuning method
+    targets += expand(
+        "results/{model}/cc_tuning/{method}/transform.safetensors",
+        model=MODELS,
+        method=sorted(
+            m for m, spec in config["methods"].items() if spec["type"] == "cc_tuning"
+        ),
+    )
     return targets
 
 

@@ -40,7 +40,13 @@ wildcard_constraints:
 
 rule train:
     input:
-        model=model_dir("{model}"),
+        # the base model, or for a method with init_from (sft_dpo) that method's trained model,
+        # which is then also the reference of its preference loss
+        model=lambda wc: (
+            f"results/{wc.model}/train/{source}/model"
+            if (source := crosstune.train.settings.init_from(config, wc.method))
+            else model_dir(wc.model)
+        ),
         pairs="results/{model}/pairs/pairs.jsonl",
     output:
         # storage.protect_models: read-only once trained (paper recipes: GPU-days each)

@@ -193,8 +193,10 @@ def fit_transform(source: torch.Tensor, target: torch.Tensor, langs: Sequence[st
     else:
         groups[SHARED] = list(range(source.shape[0]))
     n, num_layers, d = source.shape
+    on_cpu = torch.device(device if device is not None else source.device).type == "cpu"
+    method = "cholesky" if ridge > 0 else driver if on_cpu else "pinv"  # what solve_transform runs
     matrices, report = {}, {"n_samples": n, "num_layers": num_layers, "hidden_size": d, "ridge": ridge,
-                            "per_language": per_language, "dtype": "float64", "driver": driver if ridge == 0 else "cholesky",
+                            "per_language": per_language, "dtype": "float64", "driver": method,
                             "matrices": {}}  # fmt: skip
     for key, idx in sorted(groups.items()):
         S, T = source[idx], target[idx]

@@ -9,10 +9,14 @@ the interface. Importing this package does not import torch.
 from __future__ import annotations
 
 from .base import Method, TrainDataError
+from .cc_tuning import CCTuning
+from .clo import CLOMethod, SFTDPOMethod
 from .crossin import CrossIn
 from .sft import Sft, SftAll, SftEn, SftMt
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (Sft, SftEn, SftAll, SftMt, CrossIn)}
+METHODS: dict[str, type[Method]] = {
+    cls.name: cls for cls in (Sft, SftEn, SftAll, SftMt, CrossIn, CLOMethod, SFTDPOMethod, CCTuning)
+}
 
 
 def get_method(type_name: str) -> Method:

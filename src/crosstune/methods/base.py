@@ -59,7 +59,10 @@ Contract of each hook:
   mode peft decides and this hook is not called. Extra modules always train.
 
 Class attributes: ``name`` (registry key), ``defaults`` (method settings and
-their defaults; a config key not listed here is an error), ``supports_packing``,
+their defaults; a config key not listed here is an error), ``train_defaults``
+(the method's own defaults for ``train:`` settings, e.g. CLO's attention-only
+``finetuning``: merged over the config's ``train:`` and under the method
+entry's ``train:`` overrides), ``supports_packing``,
 ``ddp_find_unused_parameters`` (set True if some trainable parameter can miss a
 gradient in a step).
 """
@@ -83,6 +86,8 @@ class TrainDataError(ValueError):
 class Method:
     name: str = ""
     defaults: dict[str, Any] = {}
+    # train: settings this method changes by default (the config's method entry overrides them)
+    train_defaults: dict[str, Any] = {}
     # Examples may be packed into shared rows (the default tokenize/collate/loss only).
     supports_packing: bool = False
     # DDP: True when some trainable parameters may get no gradient in a step.

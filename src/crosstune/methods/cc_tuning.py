@@ -13,32 +13,14 @@ Settings (``methods.<name>`` with ``type: cc_tuning``): ``languages`` (null:
 every language of the pairs, English records as (x, y, x) triples - the data of
 ``sft``), ``english_pass`` (faithful | detached), ``tau`` (Gumbel-softmax
 temperature, 1.0).
+
+The CC-Tuning library (and torch) is imported inside the hooks, so importing
+the method registry stays light (the Snakefile reads it to check the config).
 """
 
 from __future__ import annotations
 
-from ..cc_tuning.connection import (
-    IGNORE_INDEX,
-    chat_prompt_ids,
-    num_layers_and_hidden,
-    pad_batch,
-    pad_token_id,
-    tokenize_chat,
-    unwrap,
-)
-from ..cc_tuning.decision import DecisionMaker
-from ..cc_tuning.training import TrainSettings, cc_tuning_forward
-
-try:  # the engine's base class (branch `train`)
-    from .base import Method, TrainDataError
-except ImportError:  # pragma: no cover - a compatible stand-in until the engine is merged
-    from ..io import DataError as TrainDataError
-
-    class Method:
-        name: str = ""
-        defaults: dict = {}
-        supports_packing = False
-        ddp_find_unused_parameters = False
+from .base import Method, TrainDataError
 
 
 class CCTuning(Method):
@@ -49,7 +31,12 @@ class CCTuning(Method):
 
     def build_examples(self, pairs, settings, seed) -> list[dict]:
         """One triple per pair record of ``languages`` (all when null), in file order."""
-        TrainSettings.from_settings(settings)  # bad values fail before any work
+        from ..cc_tuning.training import TrainSettings
+
+        try:
+            TrainSettings.from_settings(settings)  # bad values fail before any work
+        except ValueError as e:
+            raise TrainDataError(str(e)) from None
         languages = settings.get("languages")
         out = []
         for r in pairs:
@@ -66,6 +53,8 @@ class CCTuning(Method):
     def tokenize(self, example, tokenizer, max_length, truncation_side) -> dict | None:
         if not example["response"].strip():
             raise TrainDataError(f"example {example['id']!r} has an empty response")
+        from ..cc_tuning.connection import chat_prompt_ids, tokenize_chat
+
         x = tokenize_chat(tokenizer, example["prompt"], example["response"], max_length, truncation_side)
         if x is None:  # truncation removed p or every response token: the engine drops it
             return None
@@ -76,6 +65,8 @@ class CCTuning(Method):
 
     def collate(self, features, tokenizer) -> dict:
         import torch
+
+        from ..cc_tuning.connection import IGNORE_INDEX, pad_batch, pad_token_id
 
         pad = pad_token_id(tokenizer)
         ids, mask, labels = pad_batch([f["input_ids"] for f in features], pad, "right",
@@ -89,11 +80,16 @@ class CCTuning(Method):
         }  # fmt: skip
 
     def extra_modules(self, model, settings) -> dict:
+        from ..cc_tuning.connection import num_layers_and_hidden, unwrap
+        from ..cc_tuning.decision import DecisionMaker
+
         num_layers, hidden = num_layers_and_hidden(model)
         std = getattr(unwrap(model).config, "initializer_range", 0.02)  # the released code's init
         return {"decision_maker": DecisionMaker(hidden, num_layers, init_std=std)}
 
     def prepare(self, model, tokenizer, dataset, settings):
+        from ..cc_tuning.connection import num_layers_and_hidden
+
         if not getattr(tokenizer, "chat_template", None):
             raise TrainDataError("cc_tuning needs a tokenizer with a chat template (p is the last prompt token)")
         if (settings.get("train") or {}).get("gradient_checkpointing"):
@@ -103,8 +99,8 @@ class CCTuning(Method):
         return dataset
 
     def compute_loss(self, model, inputs, modules, settings, num_items_in_batch=None):
+        from ..cc_tuning.training import TrainSettings, cc_tuning_forward
+
         opts = TrainSettings.from_settings(settings)
         return cc_tuning_forward(model, inputs, modules["decision_maker"], opts, num_items_in_batch)["loss"]
 
-
-CCTuningMethod = CCTuning

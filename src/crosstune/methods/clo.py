@@ -53,43 +53,31 @@ Trainable parameters: ``clo`` trains the attention projections q, k, v, o as
 reported - :data:`ATTENTION_PATTERNS` (regexes searched in parameter names,
 finetuning mode ``patterns``) or :data:`ATTENTION_MODULES` (LoRA target modules);
 :attr:`CLOMethod.train_defaults` is that default for the engine's
-``train.finetuning`` - in the config, ``methods.clo.train.finetuning: {mode:
-patterns, patterns: ['\.q_proj\.', '\.k_proj\.', '\.v_proj\.', '\.o_proj\.']}``.
-``sft_dpo`` trains what ``train.finetuning`` says (full by default).
+``train.finetuning`` (applied by :func:`crosstune.train.settings.resolve` over
+the config's ``train:``; a ``methods.<name>.train.finetuning`` entry overrides
+it, e.g. ``{mode: full}``). ``sft_dpo`` trains what ``train.finetuning`` says
+(full by default).
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..io import DataError
 from ..preference import DIRECTIONS, build_preference_records
+from .base import (
+    Method,
+    TrainDataError,
+    pad_id,
+    pad_sequences,
+    sequence_logprobs,  # noqa: F401 - part of this module's API (tests, benchmarks)
+    token_losses,
+)
 
-try:  # the engine's interface (branch ``train``); until it is merged, the same contract here
-    from .base import Method, TrainDataError
-except ImportError:  # pragma: no cover - removed by the integrator once base.py is on main
-
-    class TrainDataError(ValueError):
-        """Bad training input, detected before the first step."""
-
-    class Method:
-        name: str = ""
-        defaults: dict[str, Any] = {}
-        supports_packing: bool = False
-
-        def trainable(self, name: str, settings: dict) -> bool:
-            ft = settings["train"]["finetuning"]
-            if ft["mode"] == "full":
-                return True
-            if ft["mode"] == "patterns":
-                return any(re.search(p, name) for p in ft["patterns"])
-            raise ValueError(f"method {self.name!r}: trainable() is not used in finetuning mode {ft['mode']!r}")
-
+if TYPE_CHECKING:  # torch is imported where it is used: importing the registry stays light
+    import torch
 
 ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 ATTENTION_PATTERNS = [rf"\.{m}\." for m in ATTENTION_MODULES]  # e.g. model.layers.3.self_attn.q_proj.weight
@@ -99,20 +87,13 @@ REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 # --------------------------------------------------------------------- arithmetic
 def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """log p(labels[:, i+1] | tokens <= i), shape (rows, T-1), in float32; 0 where the label is -100."""
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = labels[:, 1:]
-    nll = F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
-                          ignore_index=-100, reduction="none")  # fmt: skip
-    return -nll.view(shift_labels.shape)
-
-
-def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Sum of log p over each row's response tokens (labels != -100), shape (rows,)."""
-    return token_logprobs(logits, labels).sum(-1)
+    return -token_losses(logits, labels)
 
 
 def dpo_losses(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float) -> torch.Tensor:
     """Per-pair -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))) (sequence log-probs in, shape kept)."""
+    import torch.nn.functional as F
+
     margin = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
     return -F.logsigmoid(beta * margin)
 
@@ -153,18 +134,6 @@ class PreferenceMethod(Method):
                              "directions": [target, english]})  # fmt: skip
         return examples
 
-    @staticmethod
-    def prompt_ids(prompt: str, tokenizer) -> list[int]:
-        """The chat-templated user turn with the generation prompt appended."""
-        messages = [{"role": "user", "content": prompt}]
-        out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
-        return list(out["input_ids"])
-
-    @staticmethod
-    def response_ids(response: str, tokenizer) -> list[int]:
-        """The response followed by eos (the chat template's end of turn)."""
-        return list(tokenizer(response, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
-
     def tokenize(self, example: dict, tokenizer, max_length: int, truncation_side: str) -> dict | None:
         """Four sequences: chosen and rejected of both directions; None if truncation emptied a response."""
         out: dict[str, list] = {"chosen_input_ids": [], "chosen_labels": [], "rejected_input_ids": [], "rejected_labels": []}
@@ -186,42 +155,37 @@ class PreferenceMethod(Method):
 
     def collate(self, features: list[dict], tokenizer) -> dict:
         """One (4B, T) batch: chosen rows (per example target, english), then rejected rows, right-padded."""
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        pad = pad_id(tokenizer)
         ids = [s for side in ("chosen", "rejected") for f in features for s in f[f"{side}_input_ids"]]
         labels = [s for side in ("chosen", "rejected") for f in features for s in f[f"{side}_labels"]]
-        width = max(len(s) for s in ids)
         batch = {
-            "input_ids": torch.full((len(ids), width), pad, dtype=torch.long),
-            "attention_mask": torch.zeros((len(ids), width), dtype=torch.long),
+            "input_ids": pad_sequences(ids, pad),
+            "attention_mask": pad_sequences([[1] * len(x) for x in ids], 0),
             # not "labels": the Trainer would count them as tokens of a token-mean loss
-            "response_labels": torch.full((len(ids), width), -100, dtype=torch.long),
+            "response_labels": pad_sequences(labels, -100),
         }
-        for i, (s, lab) in enumerate(zip(ids, labels, strict=True)):
-            batch["input_ids"][i, : len(s)] = torch.tensor(s)
-            batch["attention_mask"][i, : len(s)] = 1
-            batch["response_labels"][i, : len(lab)] = torch.tensor(lab)
+        import torch
+
         for col in REF_COLUMNS:
             if col in features[0]:
                 batch[col] = torch.tensor([v for f in features for v in f[col]], dtype=torch.float32)
         return batch
 
     # ----------------------------------------------------------------- model
-    def extra_modules(self, model, settings: dict) -> dict:
-        return {}
-
     def forward_logps(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(sequence log-probs (4B,), token log-probs (4B, T-1)) from ONE forward of the whole batch."""
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
         tok = token_logprobs(logits, batch["response_labels"])
         return tok.sum(-1), tok
 
-    @torch.no_grad()
     def reference_logps(self, model, tokenizer, dataset, batch_size: int, bf16: bool = False) -> tuple[list, list]:
         """Per example [target, english] sequence log-probs of chosen and rejected under ``model`` (eval mode).
 
         Examples are batched in order of length (less padding), results returned in
         dataset order. ``bf16``: under bf16 autocast, as the Trainer runs the policy.
         """
+        import torch
+
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
@@ -232,7 +196,7 @@ class PreferenceMethod(Method):
             for start in tqdm(range(0, len(order), batch_size), desc=f"reference log-probs {self.name}", mininterval=5):
                 idx = order[start : start + batch_size]
                 batch = {k: v.to(device) for k, v in self.collate([feats[i] for i in idx], tokenizer).items()}
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     seq, _ = self.forward_logps(model, batch)
                 seq = seq.view(2, len(idx), len(DIRECTIONS)).cpu().tolist()
                 for j, i in enumerate(idx):
@@ -300,7 +264,6 @@ class SFTDPOMethod(PreferenceMethod):
 
     name = "sft_dpo"
     defaults = {**PreferenceMethod.defaults, "init_from": "sft"}  # the method whose trained model it starts from
-    train_defaults: dict = {}
 
     def compute_loss(self, model, inputs: dict, modules, settings: dict, num_items_in_batch=None) -> torch.Tensor:
         losses, _ = self.preference_terms(model, inputs, settings)

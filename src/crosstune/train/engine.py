@@ -8,6 +8,12 @@ Resume: checkpoints go to ``checkpoint_dir`` (``checkpoint-<step>``, rotated by
 ``save_total_limit``) with ``fingerprint.json`` - a hash of the settings, seed,
 pairs and base model. A rerun with the same fingerprint continues from the last
 complete checkpoint; a changed fingerprint discards the stale checkpoints.
+
+Starting point: ``model_dir``, the base model - or, for a method with
+``init_from`` (``sft_dpo``), the trained model of that method, which the
+``train`` rule passes instead; it is then also the frozen reference of the
+preference loss (``prepare`` caches the reference log-probs from the model as
+loaded, before step 1).
 """
 
 from __future__ import annotations
@@ -73,6 +79,23 @@ def parameter_counts(model) -> dict[str, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return {"trainable": trainable, "total": total}
+
+
+def check_start_model(model_dir: Path, settings: dict) -> None:
+    """A method with ``init_from`` must start from that method's trained model (its provenance says so).
+
+    The engine loads ``model_dir`` as the starting point; preference methods cache
+    their reference log-probs from it in ``prepare`` - so it is also the reference.
+    """
+    source = settings.get("init_from")
+    if source is None:
+        return
+    meta = model_dir / "provenance.json"
+    trained = json.loads(meta.read_text()).get("method") if meta.is_file() else None
+    if trained != source:
+        raise TrainDataError(f"{data.who(settings)}: init_from {source!r} needs the trained model of method "
+                             f"{source!r}, but {model_dir} is " + (f"that of {trained!r}" if trained else
+                             "not a trained model (no method in its provenance.json)"))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- arguments + resume
@@ -204,6 +227,7 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
     model_dir, pairs, output, checkpoint_dir = map(Path, (model_dir, pairs, output, checkpoint_dir))
     method = get_method(settings["type"])
     t = settings["train"]
+    check_start_model(model_dir, settings)
 
     examples = data.build_examples(method, read_jsonl(pairs), settings, seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -242,7 +266,8 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
     curve = [{k: e[k] for k in ("step", "loss", "learning_rate", "grad_norm") if k in e}
              for e in state.log_history if "loss" in e]  # fmt: skip
     summary = {
-        "method": settings["name"], "type": settings["type"], "examples": len(examples),
+        "method": settings["name"], "type": settings["type"], "init_from": settings.get("init_from"),
+        "start_model": str(model_dir), "examples": len(examples),
         "composition": data.composition(examples), "dropped_truncated": len(dropped), "sequences": len(features),
         "parameters": counts, "num_processes": trainer.accelerator.num_processes,
         "steps": state.global_step, "epochs": state.epoch, "resumed_from": resume.name if resume else None,

@@ -8,8 +8,9 @@ it reruns exactly that method's training)::
      "mode": "x2en", "size": null, ...          # method settings (Method.defaults + config)
      "train": {"learning_rate": ..., ..., "finetuning": {"mode": "full", ...}}}
 
-``train`` is the config's ``train:`` section with the method's own ``train:``
-overrides merged in (``finetuning`` merged key by key). The config must have been
+``train`` is the config's ``train:`` section with the method type's
+``train_defaults`` (e.g. CLO trains the attention projections) and then the
+method entry's own ``train:`` overrides merged in (``finetuning`` merged key by key). The config must have been
 validated against the schema (which fills the defaults of ``train:``).
 """
 
@@ -54,15 +55,37 @@ def resolve(config: dict, name: str) -> dict:
         known = ", ".join(sorted(cls.defaults)) or "none"
         raise ConfigError(f"methods.{name}.{unknown[0]}: not a setting of method type {kind!r} (its settings: {known})")
     own = {k: copy.deepcopy(spec.get(k, v)) for k, v in cls.defaults.items()}
-    train = merge(config["train"], spec.get("train") or {})
+    train = merge(merge(config["train"], cls.train_defaults), spec.get("train") or {})
     resolved = {"name": name, "type": kind, **own, "train": train}
     return json.loads(json.dumps(resolved, sort_keys=True))  # one canonical order: stable rule params
+
+
+def init_from(config: dict, name: str) -> str | None:
+    """The configured method whose trained model method ``name`` starts from (setting ``init_from``), or None.
+
+    That model is both the starting point and, for preference methods, the frozen
+    reference. Errors name the config key.
+    """
+    source = resolve(config, name).get("init_from")
+    if source is None:
+        return None
+    methods = config.get("methods") or {}
+    if source not in methods:
+        raise ConfigError(f"methods.{name}.init_from: {source!r} is not a configured method "
+                          f"(configured: {', '.join(sorted(methods))})")  # fmt: skip
+    chain = [name, source]
+    while (nxt := resolve(config, chain[-1]).get("init_from")) is not None and nxt in methods:
+        if nxt in chain:
+            raise ConfigError(f"methods.{name}.init_from: a cycle, {' -> '.join([*chain, nxt])}")
+        chain.append(nxt)
+    return source
 
 
 def check(config: dict, base: str | Path = ".") -> None:
     """Every configured method resolves and its training settings fit together."""
     for name in config.get("methods") or {}:
         s = resolve(config, name)
+        init_from(config, name)
         t, ft = s["train"], s["train"]["finetuning"]
         key = f"methods.{name}"
         if ft["mode"] == "patterns" and not ft["patterns"]:
