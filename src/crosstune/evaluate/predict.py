@@ -1,0 +1,121 @@
+"""The generate stage: predictions (and option likelihoods) for every language of a benchmark.
+
+One call loads nothing: the caller loads the model once and passes it in, and
+:func:`predict_benchmark` runs every language with it. Each finished language
+is kept in a resume directory with a fingerprint of everything that determines
+it (settings, items file, model files), so a crashed job restarts at the first
+unfinished language; the complete set is moved into the output directory at
+the end and the resume directory removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from ..io import atomic_path, read_jsonl, write_jsonl
+from . import generation as gen
+from .items import read_items
+
+log = logging.getLogger(__name__)
+
+CONTINUATIONS = ("text", "label")
+
+
+def option_continuations(item: dict, mode: str) -> list[str]:
+    """What is scored after the prompt for each option: its text (default) or its label."""
+    if mode not in CONTINUATIONS:
+        raise ValueError(f"evaluation.likelihood.continuation: {mode!r} is not one of {CONTINUATIONS}")
+    return [str(o["text"] if mode == "text" else o["label"]) for o in item["options"]]
+
+
+def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: str = "") -> list[dict]:
+    """Greedy outputs for ``items`` and, for multiple-choice items, option log-likelihoods."""
+    texts = [gen.chat_text(tokenizer, it["prompt"]) for it in items]
+    ids = [gen.encode(tokenizer, t) for t in texts]
+    g = settings["generation"]
+    budget = g.get("max_batch_tokens")
+    outputs = gen.greedy_generate(model, tokenizer, ids, g["max_new_tokens"], g["batch_size"], desc, budget)
+    records = []
+    for it, (new_tokens, stopped), n_prompt in zip(items, outputs, map(len, ids), strict=True):
+        records.append({
+            "id": it["id"], "index": it["index"], "lang": it.get("lang"),
+            "output": tokenizer.decode(new_tokens, skip_special_tokens=True),
+            "n_tokens": len(new_tokens), "stopped": stopped, "prompt_tokens": n_prompt,
+            "option_loglik": None, "option_greedy": None,
+        })  # fmt: skip
+    ll = settings["likelihood"]
+    mc = [i for i, it in enumerate(items) if it["task"] == "multiple_choice"]
+    if ll["enabled"] and mc:
+        requests, owner = [], []
+        for i in mc:
+            for cont in option_continuations(items[i], ll["continuation"]):
+                requests.append((texts[i], cont))
+                owner.append(i)
+        scores = gen.option_logliks(model, tokenizer, requests, ll["batch_size"], f"{desc} options",
+                                    max_batch_tokens=budget)  # fmt: skip
+        for i in mc:
+            records[i].update(option_loglik=[], option_greedy=[], continuation=ll["continuation"])
+        for i, (total, greedy) in zip(owner, scores, strict=True):
+            records[i]["option_loglik"].append(total)
+            records[i]["option_greedy"].append(greedy)
+    return records
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_fingerprint(model_dir: str | Path) -> list:
+    """Name, size and modification time of every file of a model directory (cheap, no hashing)."""
+    model_dir = Path(model_dir)
+    return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(model_dir.iterdir()) if p.is_file()]
+
+
+def fingerprint(settings: dict, items_path: Path, model_dir: Path) -> str:
+    blob = json.dumps([settings, _sha256(items_path), model_fingerprint(model_dir)], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def predict_benchmark(model, tokenizer, model_dir: str | Path, benchmark: str, items_paths: dict[str, str],
+                      outdir: str | Path, settings: dict, resume_dir: str | Path,
+                      finalize=None) -> dict:  # fmt: skip
+    """Write ``outdir/{lang}.jsonl`` for every language; return per-language counts.
+
+    ``finalize(tmpdir, stats)`` may add files (provenance) before the directory is moved into place.
+    """
+    resume_dir = Path(resume_dir)
+    resume_dir.mkdir(parents=True, exist_ok=True)
+    done = {}
+    for lang, path in items_paths.items():
+        key = fingerprint(settings, Path(path), Path(model_dir))
+        part, keyfile = resume_dir / f"{lang}.jsonl", resume_dir / f"{lang}.key"
+        if part.exists() and keyfile.exists() and keyfile.read_text() == key:
+            log.info("%s/%s: resumed from %s", benchmark, lang, part)
+        else:
+            keyfile.unlink(missing_ok=True)
+            items = read_items(path, benchmark, lang)
+            write_jsonl(part, predict_language(model, tokenizer, items, settings, desc=f"{benchmark}/{lang}"))
+            keyfile.write_text(key)
+        done[lang] = part
+    stats = {}
+    with atomic_path(outdir, directory=True) as tmp:
+        for lang, part in done.items():
+            records = read_jsonl(part)
+            shutil.copyfile(part, tmp / f"{lang}.jsonl")
+            stats[lang] = {
+                "items": len(records),
+                "stopped_eos": sum(r["stopped"] == "eos" for r in records),
+                "mean_tokens": sum(r["n_tokens"] for r in records) / max(len(records), 1),
+            }
+        if finalize is not None:
+            finalize(tmp, stats)
+    shutil.rmtree(resume_dir, ignore_errors=True)
+    return stats
