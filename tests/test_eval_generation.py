@@ -35,8 +35,9 @@ def test_batched_equals_one_by_one(tiny_model_dir, family):
     ids = [G.encode(tok, G.chat_text(tok, p)) for p in PROMPTS]
     assert len({len(x) for x in ids}) > 3  # really different lengths: real left padding
     reference = G.generate_one_by_one(model, tok, ids, max_new_tokens=12)
-    for batch_size, budget in ((3, None), (7, None), (7, 120)):
-        assert G.greedy_generate(model, tok, ids, 12, batch_size, max_batch_tokens=budget) == reference
+    for batch_size, budget, padding in ((3, None, None), (7, None, None), (7, 120, None), (7, None, 0.1)):
+        batched = G.greedy_generate(model, tok, ids, 12, batch_size, max_batch_tokens=budget, max_padding=padding)
+        assert batched == reference
     assert all(len(new) <= 12 and stop in ("eos", "length") for new, stop in reference)
 
 
@@ -46,6 +47,9 @@ def test_batches_respect_size_and_token_budget():
     # 100 padded tokens at most: 50+10 alone, 48+10 alone, then 21+10 -> three rows
     assert list(G.batches(lengths, 4, max_batch_tokens=100, extra=10)) == [[1], [5], [3, 2, 0], [4]]
     assert list(G.batches([500], 4, max_batch_tokens=100)) == [[0]]  # a too-long prompt still runs, alone
+    # at most 25% padding: 50, 48, 21 pad 31 of 150 (21%), adding 20 would pad 61 of 200;
+    # 20 and 5 would pad 15 of 40; 5 and 3 pad 2 of 10
+    assert list(G.batches(lengths, 4, max_padding=0.25)) == [[1, 5, 3], [2], [0, 4]]
 
 
 def test_generation_stops_at_eos(tiny):
@@ -65,10 +69,12 @@ def test_generation_stops_at_eos(tiny):
 
 def test_option_logliks_equal_a_plain_forward_pass(tiny):
     model, tok = tiny
-    context = G.chat_text(tok, "Is the sky blue? (1) yes (2) no")
+    contexts = [G.chat_text(tok, "Is the sky blue? (1) yes (2) no"), G.chat_text(tok, PROMPTS[2])]
     options = ["yes", "no", "(2) no, it is not", "中立"]
-    got = G.option_logliks(model, tok, [(context, o) for o in options], batch_size=3)
-    for option, (total, greedy) in zip(options, got, strict=True):
+    requests = [(c, o) for o in options for c in contexts]  # contexts interleaved: grouped inside
+    # batch_size 3: the 4 options of a context run in two chunks on copies of its cache
+    got = G.option_logliks(model, tok, requests, batch_size=3, max_batch_tokens=200)
+    for (context, option), (total, greedy) in zip(requests, got, strict=True):
         ctx, cont = G.encode_pair(tok, context, option)
         x = torch.tensor([ctx + cont])
         with torch.no_grad():

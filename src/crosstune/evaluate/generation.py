@@ -6,10 +6,11 @@ without adding special tokens again (the template already holds them).
 
 :func:`greedy_generate` decodes many prompts at once: sorted by length (longest
 first, so padding is small and memory errors come early), LEFT-padded, with the
-attention mask marking the padding. A batch holds at most ``batch_size`` prompts
-and at most ``max_batch_tokens`` padded tokens (prompt + new tokens), so the few
-very long prompts (XQuAD contexts, XL-Sum articles) go in small batches instead
-of padding fifteen shorter ones to their length. ``generate`` derives position ids from
+attention mask marking the padding. A batch holds at most ``batch_size`` prompts,
+at most ``max_batch_tokens`` padded tokens (prompt + new tokens) and at most a
+``max_padding`` share of padding, so the few very long prompts (XQuAD contexts,
+XL-Sum articles) go in small batches instead of padding fifteen shorter ones to
+their length: on a CPU the prompt pass is compute-bound and padding is lost time. ``generate`` derives position ids from
 the attention mask, so every prompt sees positions 0, 1, ... exactly as when it
 is decoded alone; in float32 the batched tokens equal those of
 :func:`generate_one_by_one`, the one-prompt-at-a-time loop of the paper's code
@@ -30,6 +31,8 @@ HFLM in ``benchmarks/check_loglik_vs_lm_eval.py``).
 
 from __future__ import annotations
 
+import copy
+import inspect
 import logging
 from pathlib import Path
 
@@ -102,15 +105,24 @@ def _generation_config(model, tokenizer, max_new_tokens: int):
                             eos_token_id=eos, pad_token_id=pad)  # fmt: skip
 
 
-def batches(lengths: list[int], batch_size: int, max_batch_tokens: int | None = None, extra: int = 0):
-    """Index lists, longest first: at most ``batch_size`` items and ``max_batch_tokens`` padded tokens."""
+def batches(lengths: list[int], batch_size: int, max_batch_tokens: int | None = None, extra: int = 0,
+            max_padding: float | None = None):  # fmt: skip
+    """Index lists, longest first, each with at most ``batch_size`` items, ``max_batch_tokens``
+    padded tokens and a share of padding tokens of at most ``max_padding`` (``extra``: tokens
+    every row gets beyond its length, e.g. the new tokens)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     start = 0
     while start < len(order):
         width = lengths[order[start]] + extra  # the first is the longest: every row is padded to it
-        size = batch_size if max_batch_tokens is None else max(1, min(batch_size, max_batch_tokens // width))
-        yield order[start : start + size]
-        start += size
+        cap = batch_size if max_batch_tokens is None else max(1, min(batch_size, max_batch_tokens // width))
+        end, real = start + 1, width
+        while end < len(order) and end - start < cap:
+            row = lengths[order[end]] + extra
+            if max_padding is not None and 1 - (real + row) / ((end - start + 1) * width) > max_padding:
+                break
+            end, real = end + 1, real + row
+        yield order[start:end]
+        start = end
 
 
 def _cut(new_tokens: list[int], eos: list[int]) -> tuple[list[int], str]:
@@ -123,8 +135,8 @@ def _cut(new_tokens: list[int], eos: list[int]) -> tuple[list[int], str]:
 
 @torch.inference_mode()
 def greedy_generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int = 40,
-                    batch_size: int = 16, desc: str | None = None,
-                    max_batch_tokens: int | None = None) -> list[tuple[list[int], str]]:  # fmt: skip
+                    batch_size: int = 16, desc: str | None = None, max_batch_tokens: int | None = None,
+                    max_padding: float | None = None) -> list[tuple[list[int], str]]:  # fmt: skip
     """Greedy continuation of every prompt: (new tokens before eos, "eos" | "length"), in input order."""
     config = _generation_config(model, tokenizer, max_new_tokens)
     eos, pad = config.eos_token_id, config.pad_token_id
@@ -132,7 +144,7 @@ def greedy_generate(model, tokenizer, prompt_ids: list[list[int]], max_new_token
     device = model.device
     lengths = [len(x) for x in prompt_ids]
     with tqdm(total=len(prompt_ids), desc=desc or "generate", unit="prompt", mininterval=5) as bar:
-        for batch in batches(lengths, batch_size, max_batch_tokens, extra=max_new_tokens):
+        for batch in batches(lengths, batch_size, max_batch_tokens, max_new_tokens, max_padding):
             width = max(len(prompt_ids[i]) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -173,49 +185,103 @@ def encode_pair(tokenizer, context: str, continuation: str,
 
 @torch.inference_mode()
 def option_logliks(model, tokenizer, requests: list[tuple[str, str]], batch_size: int = 16,
-                   desc: str | None = None, move_whitespace: bool = False,
-                   max_batch_tokens: int | None = None) -> list[tuple[float, bool]]:  # fmt: skip
-    """(sum of log p(continuation | context), whether greedy decoding would produce it) per request.
-
-    Sequences are left-padded with explicit position ids, so every continuation
-    ends at the last position and only its logits are computed (``logits_to_keep``).
-    """
+                   desc: str | None = None, move_whitespace: bool = False, max_batch_tokens: int | None = None,
+                   max_padding: float | None = None) -> list[tuple[float, bool]]:  # fmt: skip
+    """(sum of log p(continuation | context), whether greedy decoding would produce it) per request."""
     pairs = [encode_pair(tokenizer, c, x, move_whitespace) for c, x in requests]
-    return token_logliks(model, tokenizer, pairs, batch_size, desc, [x for _, x in requests], max_batch_tokens)
+    return token_logliks(model, tokenizer, pairs, batch_size, desc, [x for _, x in requests], max_batch_tokens,
+                         max_padding)  # fmt: skip
+
+
+def _cache_io(model) -> tuple[str, str]:
+    """(forward argument, output field) of the key/value cache: ``cache`` in transformers >= 5.2x,
+    ``past_key_values`` before."""
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return name, name
+
+
+def _left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        ids[r, width - len(row) :] = torch.tensor(row)
+        mask[r, width - len(row) :] = 1
+    return ids, mask
 
 
 @torch.inference_mode()
 def token_logliks(model, tokenizer, pairs: list[tuple[list[int], list[int]]], batch_size: int = 16,
-                  desc: str | None = None, texts: list[str] | None = None,
-                  max_batch_tokens: int | None = None) -> list[tuple[float, bool]]:  # fmt: skip
-    """:func:`option_logliks` on already encoded (context, continuation) token lists."""
+                  desc: str | None = None, texts: list[str] | None = None, max_batch_tokens: int | None = None,
+                  max_padding: float | None = None) -> list[tuple[float, bool]]:  # fmt: skip
+    """:func:`option_logliks` on encoded (context, continuation) token lists.
+
+    The options of one item share their context: each distinct context is run
+    once (left-padded batches, position ids from the mask), its key/value cache
+    is copied to one row per continuation, and only the continuation tokens are
+    run on top. The first continuation token is scored by the context's last
+    logits, every later one by the continuation pass.
+    """
     for i, (ctx, cont) in enumerate(pairs):
         if not ctx or not cont:
             what = repr(texts[i]) if texts else f"request {i}"
             raise ValueError(f"log-likelihood of {what}: empty context or continuation after encoding")
-    seqs = [(ctx + cont)[:-1] for ctx, cont in pairs]
-    results: list = [None] * len(seqs)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, (ctx, _) in enumerate(pairs):
+        groups.setdefault(tuple(ctx), []).append(i)
+    contexts = list(groups)
+    results: list = [None] * len(pairs)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = model.device
-    with tqdm(total=len(seqs), desc=desc or "loglikelihood", unit="option", mininterval=5) as bar:
-        for batch in batches([len(x) for x in seqs], batch_size, max_batch_tokens):
-            width = max(len(seqs[i]) for i in batch)
-            keep = max(len(pairs[i][1]) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                ids[row, width - len(seqs[i]) :] = torch.tensor(seqs[i])
-                mask[row, width - len(seqs[i]) :] = 1
+    longest = max(len(c) for _, c in pairs)
+    with tqdm(total=len(pairs), desc=desc or "loglikelihood", unit="option", mininterval=5) as bar:
+        for batch in batches([len(c) for c in contexts], batch_size, max_batch_tokens, longest, max_padding):
+            ids, mask = _left_pad([list(contexts[b]) for b in batch], pad)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                           position_ids=positions.to(device), logits_to_keep=keep).logits  # fmt: skip
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
-            for row, i in enumerate(batch):
-                cont = pairs[i][1]
-                lp = logprobs[row, keep - len(cont) :]
-                target = torch.tensor(cont, device=lp.device)
-                total = lp.gather(-1, target[:, None]).sum().item()
-                greedy = bool((lp.argmax(-1) == target).all())
-                results[i] = (total, greedy)
-            bar.update(len(batch))
+            out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                        use_cache=True, logits_to_keep=1)  # fmt: skip
+            first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # scores each continuation's first token
+            context_cache = getattr(out, _cache_io(model)[1])
+            rows = [(k, i) for k, b in enumerate(batch) for i in groups[contexts[b]]]
+            for start in range(0, len(rows), batch_size):
+                chunk = rows[start : start + batch_size]
+                last = start + batch_size >= len(rows)
+                cache = context_cache if last else copy.deepcopy(context_cache)
+                scores = _continuations(model, pairs, chunk, first, cache, mask, positions, pad)
+                for (_, i), score in zip(chunk, scores, strict=True):
+                    results[i] = score
+                bar.update(len(chunk))
     return results
+
+
+def _continuations(model, pairs, chunk, first, cache, mask, positions, pad) -> list[tuple[float, bool]]:
+    """Scores of the continuations in ``chunk`` ((context row, request index) pairs) on the contexts' cache."""
+    device = model.device
+    conts = [pairs[i][1] for _, i in chunk]
+    rows = torch.tensor([k for k, _ in chunk])
+    heads = torch.tensor([c[0] for c in conts])
+    first_lp = first[rows.to(first.device), heads.to(first.device)]
+    first_greedy = first[rows.to(first.device)].argmax(-1) == heads.to(first.device)
+    scores = [(float(first_lp[r]), bool(first_greedy[r])) for r in range(len(chunk))]
+    rest = max(len(c) for c in conts) - 1
+    if rest == 0:
+        return scores
+    cache.reorder_cache(rows.to(device))  # one copy of the context per continuation (in place)
+    x = torch.full((len(chunk), rest), pad, dtype=torch.long)
+    x_mask = torch.zeros((len(chunk), rest), dtype=torch.long)
+    for r, c in enumerate(conts):  # right-padded: padding after the real tokens is never attended to
+        x[r, : len(c) - 1] = torch.tensor(c[:-1])
+        x_mask[r, : len(c) - 1] = 1
+    x_pos = positions[rows, -1:] + 1 + torch.arange(rest)
+    logits = model(input_ids=x.to(device), attention_mask=torch.cat([mask[rows], x_mask], -1).to(device),
+                   position_ids=x_pos.to(device), use_cache=True, **{_cache_io(model)[0]: cache}).logits  # fmt: skip
+    out = []
+    for r, c in enumerate(conts):
+        total, greedy = scores[r]
+        if len(c) > 1:
+            lp = torch.log_softmax(logits[r, : len(c) - 1].float(), dim=-1)
+            target = torch.tensor(c[1:], device=lp.device)
+            total += lp.gather(-1, target[:, None]).sum().item()
+            greedy = greedy and bool((lp.argmax(-1) == target).all())
+        out.append((total, greedy))
+    return out

@@ -37,8 +37,8 @@ def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: 
     texts = [gen.chat_text(tokenizer, it["prompt"]) for it in items]
     ids = [gen.encode(tokenizer, t) for t in texts]
     g = settings["generation"]
-    budget = g.get("max_batch_tokens")
-    outputs = gen.greedy_generate(model, tokenizer, ids, g["max_new_tokens"], g["batch_size"], desc, budget)
+    limits = {"max_batch_tokens": g.get("max_batch_tokens"), "max_padding": g.get("max_padding")}
+    outputs = gen.greedy_generate(model, tokenizer, ids, g["max_new_tokens"], g["batch_size"], desc, **limits)
     records = []
     for it, (new_tokens, stopped), n_prompt in zip(items, outputs, map(len, ids), strict=True):
         records.append({
@@ -55,8 +55,7 @@ def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: 
             for cont in option_continuations(items[i], ll["continuation"]):
                 requests.append((texts[i], cont))
                 owner.append(i)
-        scores = gen.option_logliks(model, tokenizer, requests, ll["batch_size"], f"{desc} options",
-                                    max_batch_tokens=budget)  # fmt: skip
+        scores = gen.option_logliks(model, tokenizer, requests, ll["batch_size"], f"{desc} options", **limits)
         for i in mc:
             records[i].update(option_loglik=[], option_greedy=[], continuation=ll["continuation"])
         for i, (total, greedy) in zip(owner, scores, strict=True):
