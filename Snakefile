@@ -24,6 +24,7 @@ validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/eval.smk"
 
 
 rule all:
