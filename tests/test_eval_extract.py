@@ -42,6 +42,10 @@ TF = [{"label": "A", "text": "True, True"}, {"label": "B", "text": "False, False
         ("It happened in 1942", MMLU, None),  # "4" must stand alone
         ("The premise entails it", NLI_EN, None),  # "entails" is not an option text
         ("(1) 蕴涵\n(2) 中立\n(3) 矛盾", NLI_ZH, None),  # the option list repeated
+        ("猫在沙发上睡觉！\n\n(1) 蕴涵\n(2) 医索\n(", NLI_ZH, None),  # ... and cut off (SmolLM2's output)
+        ('1. entailment: "He bought bread"\n2. non-complementarity', NLI_EN, None),
+        ("(2) 中立\n(2) 是正确的", NLI_ZH, "2"),  # one label on two lines is still an answer
+        ("The answer is (2) neutral, not (1) entailment.", NLI_EN, "2"),  # inline: the first bracketed
         ("لا أعرف", NLI_AR, None), ("", NLI_ZH, None),
     ],
 )

@@ -20,8 +20,10 @@ removed). Levels are tried in order; the first level that finds a label decides:
 
 Letters count as labels only in upper case unless bracketed (level 3) or the
 whole output (level 1), so the article "A" in "A bird ..." is not an answer.
-An output that names *every* option in brackets (the model repeated the option
-list), or in which one level finds every label, is ambiguous: no answer.
+An output that repeats the option list is no answer: one that names *every*
+option in brackets, or in which two or more different labels start lines
+("(1) 蕴涵\n(2) 中立", "1. entailment\n2. neutral" - small models echo the list,
+often cut off at 40 tokens), or in which one level finds every label.
 No answer -> None, which the scorer counts as wrong and in the ``no_answer``
 column.
 """
@@ -116,6 +118,16 @@ def _text_search(text: str, options: list[dict], labels: list[str]) -> str | Non
     return min(found)[2]
 
 
+def _line_labels(text: str, labels: list[str]) -> set[str]:
+    """Labels that start a line as list items: "(1) ...", "2. ...", "B) ..."."""
+    found = set()
+    for label in labels:
+        item = rf"^[ \t]*[(\[{{【「<]?[ \t]*{_label_pattern(label, bare=True)}[ \t]*[)\]}}】」>.:：]"
+        if re.search(item, text, re.M):
+            found.add(label)
+    return found
+
+
 LEVELS = (
     # 2: a label at the start, followed by a delimiter or the end
     (r"^[\s(\[{【「<]*{label}[)\]}】」>]?(?={end})", True),
@@ -133,8 +145,8 @@ def extract_choice(output: str, options: list[dict]) -> str | None:
     for label in labels:
         if core == label.lower():
             return label
-    # every label in brackets: the model repeated the option list
-    if _search(cased, labels, *LEVELS[1]) == "":
+    # the model repeated the option list: every label in brackets, or several labels starting lines
+    if _search(cased, labels, *LEVELS[1]) == "" or len(_line_labels(cased, labels)) > 1:
         return None
     # 2-4: a label at the start, in brackets, after an answer cue
     for search in (
