@@ -24,6 +24,9 @@ validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/benchmarks.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/cc_tuning.smk"
 include: "workflow/rules/eval.smk"
 
 

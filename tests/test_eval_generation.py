@@ -118,7 +118,7 @@ def test_predict_benchmark_writes_every_language_and_resumes(tmp_path, tiny_mode
     out, resume = tmp_path / "pred", tmp_path / ".resume"
     real, ran = predict.predict_language, []
 
-    def crash_on_zh(model, tok, items, settings, desc=""):
+    def crash_on_zh(model, tok, items, settings, desc="", connection=None):
         if items[0]["lang"] == "zh":
             raise RuntimeError("out of memory")
         ran.append(items[0]["lang"])
@@ -129,7 +129,7 @@ def test_predict_benchmark_writes_every_language_and_resumes(tmp_path, tiny_mode
         predict_benchmark(model, tok, model_dir, "xnli", paths, out, settings, resume)
     assert not out.exists() and (resume / "en.key").exists() and ran == ["en"]
 
-    def record(model, tok, items, settings, desc=""):
+    def record(model, tok, items, settings, desc="", connection=None):
         ran.append(items[0]["lang"])
         return real(model, tok, items, settings, desc)
 

@@ -29,6 +29,7 @@ def test_failed_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
     assert write_jsonl(path, [{"a": "ü"}]) == 1
     assert read_jsonl(path) == [{"a": "ü"}]
+    assert path.stat().st_mode & 0o044 == 0o044  # readable by others like any file, not mkstemp's 0600
 
 
 def test_atomic_directory_replaces_only_on_success(tmp_path):

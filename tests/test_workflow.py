@@ -78,3 +78,62 @@ def test_pairs_setting_reruns_pairs_only(tiny_run):
     jobs = planned_jobs(run)
     assert jobs.get("pairs") == 1
     assert not {"translate", "base_model", "source_data"} & set(jobs)
+
+
+def test_tiny_dag_trains_every_configured_method(tiny_run):
+    from transformers import AutoModelForCausalLM
+
+    methods = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())["methods"]
+    for name in methods:
+        out = tiny_run / f"results/tiny-llama/train/{name}"
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["method"] == name and metrics["steps"] == 3 and metrics["loss_curve"]
+        assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
+        assert json.loads((out / "model" / "provenance.json").read_text())["settings"]["name"] == name
+        assert "loss" in (tiny_run / f"logs/train/tiny-llama/{name}.log").read_text()
+    for name in ("sft", "sft_lora"):  # full fine-tuning and a merged LoRA model
+        AutoModelForCausalLM.from_pretrained(tiny_run / f"results/tiny-llama/train/{name}/model")
+    # sft_dpo starts from (and is referenced to) the trained sft model, not the base model
+    dpo = json.loads((tiny_run / "results/tiny-llama/train/sft_dpo/metrics.json").read_text())
+    assert dpo["init_from"] == "sft" and dpo["start_model"] == "results/tiny-llama/train/sft/model"
+    assert (tiny_run / "results/tiny-llama/train/cc_tuning/model/decision_maker.safetensors").is_file()
+
+
+def test_method_setting_reruns_that_training_only(tiny_run):
+    run = snakemake(tiny_run, "-n", override={"methods": {"crossin": {"size": 30}}})
+    assert planned_jobs(run).get("train") == 1
+    assert "results/tiny-llama/train/crossin/metrics.json" in run.stdout
+    run = snakemake(tiny_run, "-n", override={"methods": {"sft": {"languages": ["en", "sw"]}}})
+    assert planned_jobs(run).get("train") == 2  # sft and sft_dpo, which starts from it
+    assert "results/tiny-llama/train/sft_dpo/metrics.json" in run.stdout
+    run = snakemake(tiny_run, "-n", override={"train": {"learning_rate": 0.002}})
+    jobs = planned_jobs(run)
+    assert jobs.get("train") == len(yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())["methods"])
+    assert not {"pairs", "translate", "base_model"} & set(jobs)
+
+
+def test_tiny_dag_fits_the_cc_tuning_transform(tiny_run):
+    from crosstune.cc_tuning.transform import load_activations, load_transform
+
+    out = tiny_run / "results/tiny-llama/cc_tuning/cc_tuning"
+    acts = load_activations(out / "activations.safetensors")
+    assert tuple(acts["source"].shape) == (40, 2, 64) and len(set(acts["ids"])) == 40  # tiny.yaml: n_pairs 40
+    assert "en" not in acts["langs"] and acts["metadata"]["model"] == "results/tiny-llama/train/cc_tuning/model"
+    matrices = load_transform(out / "transform.safetensors")
+    assert set(matrices) == {"all"} and tuple(matrices["all"].shape) == (64, 64)  # one shared d x d matrix
+    fit = json.loads((out / "fit.json").read_text())
+    assert {"n_samples", "num_layers", "hidden_size", "ridge", "per_language", "driver", "matrices"} <= set(fit)
+    assert (fit["n_samples"], fit["num_layers"], fit["hidden_size"], fit["ridge"]) == (40, 2, 64, 0.0)
+    m = fit["matrices"]["all"]
+    assert m["rows"] == 80 and len(m["relative_residual"]) == 2 and 0 <= m["relative_residual_all"] < 1
+    for meta, stage in (("activations.provenance.json", "activations"), ("provenance.json", "transform")):
+        record = json.loads((out / meta).read_text())
+        assert record["stage"] == stage and record["method"] == "cc_tuning" and record["versions"]["torch"]
+    assert "transform all" in (tiny_run / "logs/transform/tiny-llama/cc_tuning.log").read_text()
+
+
+def test_cc_tuning_settings_rerun_their_stages_only(tiny_run):
+    jobs = planned_jobs(snakemake(tiny_run, "-n", override={"cc_tuning": {"ridge": 0.1}}))
+    assert jobs.get("transform") == 1 and not {"activations", "train", "pairs"} & set(jobs)
+    jobs = planned_jobs(snakemake(tiny_run, "-n", override={"cc_tuning": {"n_pairs": 30}}))
+    assert jobs.get("activations") == 1 and jobs.get("transform") == 1 and "train" not in jobs

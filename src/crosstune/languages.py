@@ -63,3 +63,35 @@ def mt_code(code: str, scheme: str, model: str = "") -> str:
             )
         return m2m
     raise ValueError(f"unknown MT language-code scheme {scheme!r} (expected 'nllb' or 'm2m100')")
+
+
+# Codes that datasets use for our languages. Aya labels languages with ISO 639-3:
+# individual languages (arb Standard Arabic, swh Swahili, cmn Mandarin) and
+# macrolanguages (ara, swa, zho). Arabic dialects (ary, arz, apc, ...) are not
+# mapped: our Arabic is Modern Standard Arabic.
+ISO639_3: dict[str, str] = {
+    "arb": "ar", "ara": "ar", "ben": "bn", "deu": "de", "ell": "el", "eng": "en", "spa": "es",
+    "eus": "eu", "fra": "fr", "hin": "hi", "ind": "id", "jpn": "ja", "kor": "ko", "por": "pt",
+    "rus": "ru", "swh": "sw", "swa": "sw", "tel": "te", "tha": "th", "tur": "tr", "urd": "ur",
+    "vie": "vi", "yor": "yo", "zho": "zh", "cmn": "zh",
+}  # fmt: skip
+
+# BCP-47 subtags that mark Traditional Chinese (our zh is Simplified, like zho_Hans)
+TRADITIONAL_CHINESE = {"hant", "tw", "hk", "mo"}
+
+
+def from_iso639_3(code: str | None) -> str | None:
+    """Our code for an ISO 639-3 code (``swh`` -> ``sw``), or None for other languages."""
+    return ISO639_3.get((code or "").strip().lower())
+
+
+def from_bcp47(tag: str | None) -> str | None:
+    """Our code for a BCP-47 tag (``en``, ``pt-BR``, ``zh-Hans``), or None for other languages.
+
+    The primary subtag decides, except that Traditional Chinese (``zh-TW``, ``zh-Hant``) is None.
+    """
+    parts = (tag or "").strip().replace("_", "-").lower().split("-")
+    primary = parts[0]
+    if primary == "zh" and TRADITIONAL_CHINESE.intersection(parts[1:]):
+        return None
+    return primary if primary in LANGUAGES else None

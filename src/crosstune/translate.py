@@ -86,9 +86,18 @@ class TranslationMemory:
 
 
 class Backend:
-    """A translation system: ``translate(texts, src, tgt)`` returns one string per text."""
+    """A translation system: ``translate(texts, src, tgt)`` returns one string per text.
+
+    ``engine`` names the system; ``key`` is what its translations are stored under
+    in the memory (the engine plus the decoding settings that change outputs).
+    """
 
     engine: str
+    key: str | None = None
+
+    @property
+    def memory_key(self) -> str:
+        return self.key or self.engine
 
     def translate(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
         raise NotImplementedError
@@ -110,27 +119,43 @@ class MemoryBackend(Backend):
         )
 
 
+def memory_key(engine: str, num_beams: int = 1, max_new_tokens: int = 256, **_) -> str:
+    """The memory key of an engine's translations.
+
+    A model's output depends on its decoding settings, so they are part of the
+    key: changing ``num_beams`` retranslates instead of returning stale entries.
+    Human translations have no settings.
+    """
+    if engine.startswith("human:"):
+        return engine
+    return f"{engine}|num_beams={num_beams}|max_new_tokens={max_new_tokens}"
+
+
 def make_backend(engine: str, memory_only: bool, **options) -> Backend:
-    """The backend for ``engine`` (``<backend>:<model>``)."""
+    """The backend for ``engine`` (``<backend>:<model>``); ``options`` are decoding settings."""
+    backend = _make_backend(engine, memory_only, **options)
+    backend.key = memory_key(engine, **options)
+    return backend
+
+
+def _make_backend(engine: str, memory_only: bool, **options) -> Backend:
     kind, sep, model = engine.partition(":")
     if not sep or not model:
         raise ValueError(f"translate.engine: {engine!r} is not of the form '<backend>:<model>'")
-    if memory_only:
+    if kind not in ("transformers", "human"):
+        raise ValueError(f"translate.engine: unknown backend {kind!r} in {engine!r} (expected 'transformers' or 'human')")
+    if memory_only or kind == "human":  # human translations cannot be produced on demand
         return MemoryBackend(engine)
-    if kind == "transformers":
-        from .mt import TransformersBackend
+    from .mt import TransformersBackend
 
-        return TransformersBackend(model, **options)
-    if kind == "human":
-        return MemoryBackend(engine)  # human translations cannot be produced on demand
-    raise ValueError(f"translate.engine: unknown backend {kind!r} in {engine!r} (expected 'transformers' or 'human')")
+    return TransformersBackend(model, **options)
 
 
 def translate_texts(texts: Sequence[str], src: str, tgt: str, backend: Backend,
                     memory: TranslationMemory, shard_size: int = 256) -> list[str]:  # fmt: skip
     """Translate ``texts`` (aligned output), reusing and extending the memory shard by shard."""
     unique = list(dict.fromkeys(texts))
-    known = memory.get(backend.engine, src, tgt, unique)
+    known = memory.get(backend.memory_key, src, tgt, unique)
     todo = [t for t in unique if t not in known]
     log.info("%s->%s: %d strings, %d in memory, %d to translate", src, tgt, len(unique), len(known), len(todo))
     if todo and isinstance(backend, MemoryBackend):
@@ -141,7 +166,7 @@ def translate_texts(texts: Sequence[str], src: str, tgt: str, backend: Backend,
             out = backend.translate(shard, src, tgt)
             if len(out) != len(shard):
                 raise RuntimeError(f"{backend.engine} returned {len(out)} translations for {len(shard)} strings")
-            memory.put(backend.engine, src, tgt, zip(shard, out, strict=True))
+            memory.put(backend.memory_key, src, tgt, zip(shard, out, strict=True))
             known.update(zip(shard, out, strict=True))
             bar.update(len(shard))
     return [known[t] for t in texts]

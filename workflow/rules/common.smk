@@ -40,9 +40,70 @@ def model_dir(model):
 
 def all_targets():
     """The default target: the last stage of every model, as far as the pipeline goes."""
-    return expand("results/{model}/pairs/pairs.jsonl", model=MODELS)
+    targets = expand("results/{model}/pairs/pairs.jsonl", model=MODELS)
+    targets += expand(
+        "results/{model}/train/{method}/metrics.json",
+        model=MODELS,
+        method=sorted(config["methods"]),
+    )
+    # CC-Tuning's Transform Matrix (rules activations, transform) of each cc_tuning method
+    targets += expand(
+        "results/{model}/cc_tuning/{method}/transform.safetensors",
+        model=MODELS,
+        method=sorted(
+            m for m, spec in config["methods"].items() if spec["type"] == "cc_tuning"
+        ),
+    )
+    return targets
 
 
 wildcard_constraints:
     model="|".join(map(re.escape, MODELS)),
     lang="|".join(TARGET_LANGS) or "none",
+
+
+# ---------------------------------------------------------------- benchmarks
+import crosstune.benchmarks as _bm  # noqa: E402
+
+# {benchmark: [languages]} of config["benchmarks"]; a language a benchmark (or its
+# bundled mini set) lacks is a config error here, before any job runs.
+BENCHMARK_LANGS = _bm.check_config(config)
+
+
+def benchmark_items(benchmark, lang):
+    return f"results/benchmarks/{benchmark}/{lang}.jsonl"
+
+
+def all_benchmark_items():
+    return [
+        benchmark_items(b, lang)
+        for b, langs in BENCHMARK_LANGS.items()
+        for lang in langs
+    ]
+
+
+def benchmark_spec(benchmark):
+    """The settings that change a benchmark's items (not which languages run)."""
+    spec = config["benchmarks"][benchmark]
+    return {
+        k: spec.get(k)
+        for k in ("source", "path", "path_en", "revision", "n", "seed", "aliases")
+    }
+
+
+def benchmark_inputs(wildcards):
+    """Files whose change rebuilds the items: the template and the bundled or released data."""
+    t = _bm.load_template(wildcards.benchmark)
+    files = [str(t.path)]
+    source = config["benchmarks"][wildcards.benchmark]["source"]
+    if source == "bundled":
+        dirs = {t.bundled, t.dataset.get("english", {}).get("bundled", t.bundled)}
+        for d in sorted(dirs):
+            files += sorted(
+                str(p) for p in (_bm.MINI_DIR / d).rglob("*") if p.is_file()
+            )
+    elif source == "released":
+        r, root = t.released, config["benchmarks"]["released_dir"]
+        files += [f"{root}/{r['dir']}/{r['prompts']}/{wildcards.lang}.json",
+                  f"{root}/{r['dir']}/{r['answers']}/{wildcards.lang}.json"]  # fmt: skip
+    return files

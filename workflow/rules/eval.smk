@@ -25,7 +25,8 @@ rule generate:
     input:
         model=lambda wc: eval_model_dir(wc.model, wc.method),
         base=model_dir("{model}"),
-        questions=benchmark_items,
+        questions=eval_items,
+        transform=eval_transform,
     output:
         directory(f"{EVAL_DIR}/predictions"),
     log:
@@ -49,6 +50,7 @@ rule generate:
             k: config["evaluation"]["likelihood"][k]
             for k in ("enabled", "continuation")
         },
+        cc_tuning=lambda wc: eval_cc_tuning(wc.method),
         resume_dir=f"{EVAL_DIR}/.resume",
     script:
         "../scripts/generate.py"
@@ -57,7 +59,7 @@ rule generate:
 rule score:
     input:
         predictions=rules.generate.output[0],
-        questions=benchmark_items,
+        questions=eval_items,
     output:
         item_scores=f"{EVAL_DIR}/scores/items.jsonl",
         metrics=f"{EVAL_DIR}/scores/metrics.tsv",

@@ -1,17 +1,6 @@
 # Helpers of the evaluation rules (eval.smk): benchmarks, methods, model directories, targets.
 
-
-def eval_benchmarks():
-    """{benchmark: languages} of the benchmarks configured under `benchmarks:`."""
-    out = {}
-    for name, spec in config.get("benchmarks", {}).items():
-        if isinstance(spec, dict) and not spec.get("enabled", True):
-            continue
-        langs = spec.get("languages") if isinstance(spec, dict) else spec
-        if not langs:
-            raise ValueError(f"benchmarks.{name}.languages: no languages to evaluate")
-        out[name] = list(langs)
-    return out
+import crosstune.train.settings  # noqa: E402
 
 
 def eval_methods():
@@ -28,7 +17,8 @@ def eval_methods():
     return methods
 
 
-EVAL_BENCHMARKS = eval_benchmarks()
+# {benchmark: languages} of the benchmarks to evaluate (benchmarks.run), from common.smk
+EVAL_BENCHMARKS = BENCHMARK_LANGS
 EVAL_METHODS = eval_methods()
 EVAL_DIR = "results/{model}/eval/{method}/{benchmark}"
 
@@ -40,12 +30,31 @@ def eval_model_dir(model, method):
     return f"results/{model}/train/{method}/model"
 
 
-def benchmark_items(wildcards):
-    return expand(
-        "results/benchmarks/{benchmark}/{lang}.jsonl",
-        benchmark=wildcards.benchmark,
-        lang=EVAL_BENCHMARKS[wildcards.benchmark],
+def eval_cc_tuning(method):
+    """CC-Tuning evaluation settings of `method`, or None (not cc_tuning, or connection: none)."""
+    spec = config.get("methods", {}).get(method)
+    cc = config["evaluation"]["cc_tuning"]
+    if not spec or spec["type"] != "cc_tuning" or cc["connection"] == "none":
+        return None
+    tau = crosstune.train.settings.resolve(config, method).get("tau", 1.0)
+    return {**cc, "tau": tau}
+
+
+def eval_transform(wildcards):
+    """The Transform Matrix (rule transform) a cc_tuning method is evaluated with."""
+    if eval_cc_tuning(wildcards.method) is None:
+        return []
+    return (
+        f"results/{wildcards.model}/cc_tuning/{wildcards.method}/transform.safetensors"
     )
+
+
+def eval_items(wildcards):
+    """The benchmark's item files (rule benchmark_data), one per language."""
+    return [
+        benchmark_items(wildcards.benchmark, lang)
+        for lang in EVAL_BENCHMARKS[wildcards.benchmark]
+    ]
 
 
 def eval_seed():

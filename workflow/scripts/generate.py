@@ -4,6 +4,7 @@ import logging
 
 import torch
 
+from crosstune.evaluate.connection import Connection
 from crosstune.evaluate.generation import load_model
 from crosstune.evaluate.predict import predict_benchmark
 from crosstune.provenance import set_seed, write_provenance
@@ -23,6 +24,11 @@ set_seed(snakemake.config["seed"])  # greedy decoding draws nothing; seeded for 
 model, tokenizer = load_model(snakemake.input.model, snakemake.input.base, p.dtype, cfg["generation"]["device"])
 logging.info("%s/%s on %s: %s on %s", wc.model, wc.method, wc.benchmark, type(model).__name__, model.device)
 items = dict(zip(p.languages, snakemake.input.questions, strict=True))
+connection = None
+if p.cc_tuning:  # CC-Tuning: decode with the cross-lingual connection (Decision Maker + Transform Matrix)
+    settings["cc_tuning"] = {**p.cc_tuning, "transform": snakemake.input.transform}
+    connection = Connection(model, tokenizer, snakemake.input.model, snakemake.input.transform,
+                            p.cc_tuning["layer_choice"], p.cc_tuning["tau"], snakemake.config["seed"])  # fmt: skip
 
 
 def finalize(tmp, stats):
@@ -34,5 +40,5 @@ def finalize(tmp, stats):
 
 
 stats = predict_benchmark(model, tokenizer, snakemake.input.model, wc.benchmark, items, snakemake.output[0],
-                          settings, p.resume_dir, finalize=finalize)  # fmt: skip
+                          settings, p.resume_dir, finalize=finalize, connection=connection)  # fmt: skip
 logging.info("done: %s", stats)

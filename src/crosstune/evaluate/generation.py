@@ -31,6 +31,7 @@ HFLM in ``benchmarks/check_loglik_vs_lm_eval.py``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import logging
@@ -186,11 +187,11 @@ def encode_pair(tokenizer, context: str, continuation: str,
 @torch.inference_mode()
 def option_logliks(model, tokenizer, requests: list[tuple[str, str]], batch_size: int = 16,
                    desc: str | None = None, move_whitespace: bool = False, max_batch_tokens: int | None = None,
-                   max_padding: float | None = None) -> list[tuple[float, bool]]:  # fmt: skip
+                   max_padding: float | None = None, prompt_hook=None) -> list[tuple[float, bool]]:  # fmt: skip
     """(sum of log p(continuation | context), whether greedy decoding would produce it) per request."""
     pairs = [encode_pair(tokenizer, c, x, move_whitespace) for c, x in requests]
     return token_logliks(model, tokenizer, pairs, batch_size, desc, [x for _, x in requests], max_batch_tokens,
-                         max_padding)  # fmt: skip
+                         max_padding, prompt_hook)  # fmt: skip
 
 
 def _cache_io(model) -> tuple[str, str]:
@@ -213,14 +214,16 @@ def _left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tens
 @torch.inference_mode()
 def token_logliks(model, tokenizer, pairs: list[tuple[list[int], list[int]]], batch_size: int = 16,
                   desc: str | None = None, texts: list[str] | None = None, max_batch_tokens: int | None = None,
-                  max_padding: float | None = None) -> list[tuple[float, bool]]:  # fmt: skip
+                  max_padding: float | None = None, prompt_hook=None) -> list[tuple[float, bool]]:  # fmt: skip
     """:func:`option_logliks` on encoded (context, continuation) token lists.
 
     The options of one item share their context: each distinct context is run
     once (left-padded batches, position ids from the mask), its key/value cache
     is copied to one row per continuation, and only the continuation tokens are
     run on top. The first continuation token is scored by the context's last
-    logits, every later one by the continuation pass.
+    logits, every later one by the continuation pass. ``prompt_hook(ids, mask,
+    positions)``, a context manager, wraps the context pass (CC-Tuning's
+    connection, :mod:`.connection`).
     """
     for i, (ctx, cont) in enumerate(pairs):
         if not ctx or not cont:
@@ -238,8 +241,10 @@ def token_logliks(model, tokenizer, pairs: list[tuple[list[int], list[int]]], ba
         for batch in batches([len(c) for c in contexts], batch_size, max_batch_tokens, longest, max_padding):
             ids, mask = _left_pad([list(contexts[b]) for b in batch], pad)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                        use_cache=True, logits_to_keep=1)  # fmt: skip
+            tensors = ids.to(device), mask.to(device), positions.to(device)
+            with prompt_hook(*tensors) if prompt_hook else contextlib.nullcontext():
+                out = model(input_ids=tensors[0], attention_mask=tensors[1], position_ids=tensors[2], use_cache=True,
+                            logits_to_keep=1)  # fmt: skip
             first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # scores each continuation's first token
             context_cache = getattr(out, _cache_io(model)[1])
             rows = [(k, i) for k, b in enumerate(batch) for i in groups[contexts[b]]]

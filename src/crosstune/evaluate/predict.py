@@ -32,21 +32,50 @@ def option_continuations(item: dict, mode: str) -> list[str]:
     return [str(o["text"] if mode == "text" else o["label"]) for o in item["options"]]
 
 
-def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: str = "") -> list[dict]:
-    """Greedy outputs for ``items`` and, for multiple-choice items, option log-likelihoods."""
+def _connected_generate(connection, ids, lang, g, limits, desc) -> tuple[list, list]:
+    """CC-Tuning generation in the same batches as :func:`.generation.greedy_generate`."""
+    from tqdm.auto import tqdm
+
+    outputs, layers = [None] * len(ids), [None] * len(ids)
+    with tqdm(total=len(ids), desc=f"{desc} (connection)", unit="prompt", mininterval=5) as bar:
+        for batch in gen.batches([len(x) for x in ids], g["batch_size"], limits["max_batch_tokens"],
+                                 g["max_new_tokens"], limits["max_padding"]):  # fmt: skip
+            out = connection.generate([ids[i] for i in batch], lang, g["max_new_tokens"])
+            for j, i in enumerate(batch):
+                toks = out["tokens"][j]  # cut before the first eos
+                outputs[i] = (toks, "eos" if len(toks) < g["max_new_tokens"] else "length")
+                layers[i] = out["layers"][j]
+            bar.update(len(batch))
+    return outputs, layers
+
+
+def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: str = "",
+                     connection=None) -> list[dict]:  # fmt: skip
+    """Greedy outputs for ``items`` and, for multiple-choice items, option log-likelihoods.
+
+    ``connection`` (:class:`.connection.Connection`): evaluate with CC-Tuning's connection;
+    each record then also holds the Decision Maker's chosen ``layer``.
+    """
     texts = [gen.chat_text(tokenizer, it["prompt"]) for it in items]
     ids = [gen.encode(tokenizer, t) for t in texts]
     g = settings["generation"]
+    lang = items[0].get("lang")
     limits = {"max_batch_tokens": g.get("max_batch_tokens"), "max_padding": g.get("max_padding")}
-    outputs = gen.greedy_generate(model, tokenizer, ids, g["max_new_tokens"], g["batch_size"], desc, **limits)
+    if connection is None:
+        outputs = gen.greedy_generate(model, tokenizer, ids, g["max_new_tokens"], g["batch_size"], desc, **limits)
+        layers = None
+    else:
+        outputs, layers = _connected_generate(connection, ids, lang, g, limits, desc)
     records = []
-    for it, (new_tokens, stopped), n_prompt in zip(items, outputs, map(len, ids), strict=True):
+    for k, (it, (new_tokens, stopped), n_prompt) in enumerate(zip(items, outputs, map(len, ids), strict=True)):
         records.append({
             "id": it["id"], "index": it["index"], "lang": it.get("lang"),
             "output": tokenizer.decode(new_tokens, skip_special_tokens=True),
             "n_tokens": len(new_tokens), "stopped": stopped, "prompt_tokens": n_prompt,
             "option_loglik": None, "option_greedy": None,
         })  # fmt: skip
+        if layers is not None:
+            records[-1]["layer"] = layers[k]
     ll = settings["likelihood"]
     mc = [i for i, it in enumerate(items) if it["task"] == "multiple_choice"]
     if ll["enabled"] and mc:
@@ -55,7 +84,9 @@ def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: 
             for cont in option_continuations(items[i], ll["continuation"]):
                 requests.append((texts[i], cont))
                 owner.append(i)
-        scores = gen.option_logliks(model, tokenizer, requests, ll["batch_size"], f"{desc} options", **limits)
+        hook = connection.prompt_hook(lang) if connection is not None else None
+        scores = gen.option_logliks(model, tokenizer, requests, ll["batch_size"], f"{desc} options", **limits,
+                                    prompt_hook=hook)  # fmt: skip
         for i in mc:
             records[i].update(option_loglik=[], option_greedy=[], continuation=ll["continuation"])
         for i, (total, greedy) in zip(owner, scores, strict=True):
@@ -79,13 +110,16 @@ def model_fingerprint(model_dir: str | Path) -> list:
 
 
 def fingerprint(settings: dict, items_path: Path, model_dir: Path) -> str:
-    blob = json.dumps([settings, _sha256(items_path), model_fingerprint(model_dir)], sort_keys=True)
+    """Settings (CC-Tuning's transform file included, by content), items and model files."""
+    extra = settings.get("cc_tuning") or {}
+    transform = _sha256(Path(extra["transform"])) if extra.get("transform") else None
+    blob = json.dumps([settings, _sha256(items_path), model_fingerprint(model_dir), transform], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def predict_benchmark(model, tokenizer, model_dir: str | Path, benchmark: str, items_paths: dict[str, str],
                       outdir: str | Path, settings: dict, resume_dir: str | Path,
-                      finalize=None) -> dict:  # fmt: skip
+                      finalize=None, connection=None) -> dict:  # fmt: skip
     """Write ``outdir/{lang}.jsonl`` for every language; return per-language counts.
 
     ``finalize(tmpdir, stats)`` may add files (provenance) before the directory is moved into place.
@@ -101,7 +135,8 @@ def predict_benchmark(model, tokenizer, model_dir: str | Path, benchmark: str, i
         else:
             keyfile.unlink(missing_ok=True)
             items = read_items(path, benchmark, lang)
-            write_jsonl(part, predict_language(model, tokenizer, items, settings, desc=f"{benchmark}/{lang}"))
+            records = predict_language(model, tokenizer, items, settings, f"{benchmark}/{lang}", connection)
+            write_jsonl(part, records)
             keyfile.write_text(key)
         done[lang] = part
     stats = {}

@@ -1,0 +1,76 @@
+"""The two workflow stages after CC-Tuning training: ``activations`` and ``transform`` (files in, files out).
+
+* :func:`activations_stage` - N parallel (non-English, English) prompt pairs drawn
+  with a fixed seed from the training pairs (the method's ``languages``), every
+  layer's FFN output at p for both sides from the trained model without
+  connection -> ``activations.safetensors`` (``source``, ``target``: (N, L, d)
+  float32; metadata: pair ids, languages, how they were drawn).
+* :func:`transform_stage` - the least-squares Transform Matrix from that file
+  (faithful: one shared d x d matrix, no ridge) -> ``transform.safetensors``
+  (key ``all``, or one key per language) and ``fit.json`` (relative residual per
+  layer, per matrix, beside the identity map's).
+
+Both run on ``device`` (``auto``: the GPU when there is one); the solve is float64.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+
+from ..io import read_jsonl, write_json
+from ..mt import resolve_device
+from . import transform as tf
+
+log = logging.getLogger(__name__)
+
+
+def activations_stage(model_dir: str | Path, pairs: str | Path, output: str | Path, *, n_pairs: int | None,
+                      seed: int, languages: list[str] | None = None, batch_size: int = 8,
+                      device: str = "auto") -> dict:  # fmt: skip
+    """Write the activations file; return what was drawn (``n``, ``n_available``, ``langs`` counts, ...)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    records = read_jsonl(pairs)
+    pool = [r for r in records if r["lang"] != "en" and (languages is None or r["lang"] in languages)]
+    if not pool:
+        raise ValueError(f"{pairs}: no non-English training pairs" + (f" in {', '.join(languages)}" if languages else ""))
+    n = len(pool) if n_pairs is None else n_pairs
+    chosen = tf.sample_pairs(pool, n, seed)
+    if n > len(chosen):
+        log.warning("cc_tuning.n_pairs %d: only %d non-English training pairs have an English instruction; all used",
+                    n, len(chosen))  # fmt: skip
+    device = resolve_device(device)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
+    t0 = time.perf_counter()
+    source, target = tf.pair_activations(model, tokenizer, chosen, batch_size=batch_size, progress=True)
+    info = {"n": len(chosen), "n_requested": n_pairs, "n_available": len(pool), "seed": seed,
+            "languages": dict(sorted(Counter(r["lang"] for r in chosen).items())),
+            "num_layers": source.shape[1], "hidden_size": source.shape[2], "device": device,
+            "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
+    log.info("activations of %d pairs (%s): (N, L, d) = %s in %.1fs", len(chosen), info["languages"],
+             tuple(source.shape), info["seconds"])  # fmt: skip
+    meta = {"model": str(model_dir), "pairs": str(pairs), "seed": str(seed), "n_requested": str(n_pairs),
+            "n_available": str(len(pool))}  # fmt: skip
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    tf.save_activations(output, source, target, [r["id"] for r in chosen], [r["lang"] for r in chosen], meta)
+    return info
+
+
+def transform_stage(activations: str | Path, transform: str | Path, fit: str | Path, *, ridge: float = 0.0,
+                    per_language: bool = False, driver: str = "gelsy", device: str = "auto") -> dict:  # fmt: skip
+    """Write the matrices and the fit report (returned)."""
+    acts = tf.load_activations(activations)
+    device = resolve_device(device)
+    matrices, report = tf.fit_transform(acts["source"], acts["target"], acts["langs"], per_language=per_language,
+                                        ridge=ridge, device=device, driver=driver)  # fmt: skip
+    report = {"activations": str(activations), "pairs": len(acts["ids"]),
+              "languages": dict(sorted(Counter(acts["langs"]).items())), **report}  # fmt: skip
+    Path(transform).parent.mkdir(parents=True, exist_ok=True)
+    tf.save_transform(transform, matrices)
+    write_json(fit, report)
+    return report

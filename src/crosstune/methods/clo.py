@@ -1,0 +1,270 @@
+r"""CLO - Cross-Lingual Optimization (METHODS.md section 3) and its SFT->DPO baseline.
+
+Both classes implement the training engine's Method interface
+(``crosstune.methods.base.Method``: ``build_examples``, ``tokenize``, ``collate``,
+``extra_modules``, ``prepare``, ``compute_loss``, ``trainable``); they are
+registered as ``clo`` and ``sft_dpo``.
+
+Data (:mod:`crosstune.preference`): one training example is one item in one
+target language t with both preference directions, (x_t: chosen y_t, rejected
+y_en) and (x_en: chosen y_en, rejected y_t). Settings ``size`` (items per target
+language: the paper's 3,200 / 6,400 examples), ``languages`` and ``seed``.
+
+Loss of ``clo``, for a batch of B examples (2B preference pairs)::
+
+    L      = lambda * NLL + (1 - lambda) * L_pref
+    L_pref = mean over the 2B pairs of
+             -log sigmoid(beta * ((log pi(c) - log pi_ref(c)) - (log pi(r) - log pi_ref(r))))
+    NLL    = -(sum of log pi over the y_t tokens of the x_t direction's chosen
+             sequences) / (number of those tokens)  - a per-token mean over the batch
+
+log pi(.) is the sequence log-probability: the sum over the response tokens
+(response + eos) of the chat-templated (prompt, response) sequence; prompt
+tokens never count. ``beta`` = 0.1 and ``lambda`` = 0.5 are OUR defaults: no
+public source gives the paper's values. The loss is a mean over this batch (the
+collated batch has no ``labels`` key, so the Trainer passes no
+``num_items_in_batch`` and divides by the gradient-accumulation steps itself).
+
+One forward per step: the 2B chosen rows and the 2B rejected rows are right-padded
+into one (4B, T) batch, rows ``[chosen (example 0 target, example 0 english,
+example 1 target, ...); rejected (same order)]``.
+
+Reference log-probabilities: computed ONCE in :meth:`prepare` with the model as
+handed over before step 1 (``clo``: the frozen base model; ``sft_dpo``: the
+``sft`` model it starts from) and cached as dataset columns ``ref_chosen_logps``
+/ ``ref_rejected_logps``. The alternative - a frozen copy of the model run under
+no_grad inside every step - was measured with ``benchmarks/clo_step.py`` (tiny
+llama, hidden 64, 2 layers; seed pairs; 4 items = 16 rows per step; CPU time,
+1 thread; BENCHMARKS.md), in CLO steps with the cached reference::
+
+    cached:   1.00 per step, + 0.51 once per batch of data (prepare, batches sorted by length)
+    in-step:  1.38 per step  (the same no_grad forward, repeated every epoch)
+
+(hidden 256, 4 layers: 0.46 once vs 1.38 per step). Over one epoch in-step is a
+little cheaper (1.38 vs 1.51 on the tiny model); from the second epoch on the
+cache saves the reference forward of every step, and it needs no second copy of
+the weights (with attention-only training the reference cannot be the trained
+model with adapters switched off). Caching was chosen. :meth:`prepare` runs the
+model as handed over, on its device, in eval mode, under bf16 autocast when
+``train.bf16`` is set (as the Trainer runs the policy), so the step-0 margins are
+zero up to batching noise.
+
+Trainable parameters: ``clo`` trains the attention projections q, k, v, o as
+reported - :data:`ATTENTION_PATTERNS` (regexes searched in parameter names,
+finetuning mode ``patterns``) or :data:`ATTENTION_MODULES` (LoRA target modules);
+:attr:`CLOMethod.train_defaults` is that default for the engine's
+``train.finetuning`` (applied by :func:`crosstune.train.settings.resolve` over
+the config's ``train:``; a ``methods.<name>.train.finetuning`` entry overrides
+it, e.g. ``{mode: full}``). ``sft_dpo`` trains what ``train.finetuning`` says
+(full by default).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tqdm.auto import tqdm
+
+from ..io import DataError
+from ..preference import DIRECTIONS, build_preference_records
+from .base import (
+    Method,
+    TrainDataError,
+    pad_id,
+    pad_sequences,
+    sequence_logprobs,  # noqa: F401 - part of this module's API (tests, benchmarks)
+    token_losses,
+)
+
+if TYPE_CHECKING:  # torch is imported where it is used: importing the registry stays light
+    import torch
+
+ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
+ATTENTION_PATTERNS = [rf"\.{m}\." for m in ATTENTION_MODULES]  # e.g. model.layers.3.self_attn.q_proj.weight
+REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+
+
+# --------------------------------------------------------------------- arithmetic
+def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p(labels[:, i+1] | tokens <= i), shape (rows, T-1), in float32; 0 where the label is -100."""
+    return -token_losses(logits, labels)
+
+
+def dpo_losses(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float) -> torch.Tensor:
+    """Per-pair -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))) (sequence log-probs in, shape kept)."""
+    import torch.nn.functional as F
+
+    margin = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    return -F.logsigmoid(beta * margin)
+
+
+def clo_loss(nll: torch.Tensor, pref: torch.Tensor, lam: float) -> torch.Tensor:
+    """lambda * NLL + (1 - lambda) * L_pref; the unused term is left out at the ends (no 0 * nan)."""
+    if lam == 1:
+        return nll
+    if lam == 0:
+        return pref
+    return lam * nll + (1 - lam) * pref
+
+
+# --------------------------------------------------------------------- methods
+class PreferenceMethod(Method):
+    """Shared data side of ``clo`` and ``sft_dpo``: preference examples, one [chosen; rejected] forward."""
+
+    defaults: dict[str, Any] = {
+        "languages": None,  # target languages (null: every language with known English responses)
+        "size": None,  # items per target language (paper: 3200 or 6400); null: all; each gives 2 pairs
+        "seed": None,  # sampling seed (null: the global seed)
+        "beta": 0.1,  # DPO temperature; OUR default, the paper's value is not public
+        "ref_batch_size": 8,  # examples per forward when caching reference log-probs
+    }
+    supports_packing = False
+
+    # ----------------------------------------------------------------- data
+    def build_examples(self, pairs: list[dict], settings: dict, seed: int) -> list[dict]:
+        seed = seed if settings.get("seed") is None else settings["seed"]
+        try:
+            records = build_preference_records(pairs, settings.get("languages"), settings.get("size"), seed)
+        except DataError as e:
+            raise TrainDataError(str(e)) from None
+        examples = []
+        for target, english in zip(records[::2], records[1::2], strict=True):
+            examples.append({"id": target["item"], "lang": target["lang"], "kind": self.name,
+                             "prompt": target["prompt"], "response": target["chosen"],
+                             "directions": [target, english]})  # fmt: skip
+        return examples
+
+    def tokenize(self, example: dict, tokenizer, max_length: int, truncation_side: str) -> dict | None:
+        """Four sequences: chosen and rejected of both directions; None if truncation emptied a response."""
+        out: dict[str, list] = {"chosen_input_ids": [], "chosen_labels": [], "rejected_input_ids": [], "rejected_labels": []}
+        for d in example["directions"]:
+            prompt = self.prompt_ids(d["prompt"], tokenizer)
+            for side in ("chosen", "rejected"):
+                if not d[side].strip():
+                    raise TrainDataError(f"preference record {d['id']!r} has an empty {side} response")
+                response = self.response_ids(d[side], tokenizer)
+                ids, labels = prompt + response, [-100] * len(prompt) + response
+                if len(ids) > max_length:
+                    cut = slice(None, max_length) if truncation_side == "right" else slice(-max_length, None)
+                    ids, labels = ids[cut], labels[cut]
+                if all(x == -100 for x in labels[1:]):
+                    return None
+                out[f"{side}_input_ids"].append(ids)
+                out[f"{side}_labels"].append(labels)
+        return out
+
+    def collate(self, features: list[dict], tokenizer) -> dict:
+        """One (4B, T) batch: chosen rows (per example target, english), then rejected rows, right-padded."""
+        pad = pad_id(tokenizer)
+        ids = [s for side in ("chosen", "rejected") for f in features for s in f[f"{side}_input_ids"]]
+        labels = [s for side in ("chosen", "rejected") for f in features for s in f[f"{side}_labels"]]
+        batch = {
+            "input_ids": pad_sequences(ids, pad),
+            "attention_mask": pad_sequences([[1] * len(x) for x in ids], 0),
+            # not "labels": the Trainer would count them as tokens of a token-mean loss
+            "response_labels": pad_sequences(labels, -100),
+        }
+        import torch
+
+        for col in REF_COLUMNS:
+            if col in features[0]:
+                batch[col] = torch.tensor([v for f in features for v in f[col]], dtype=torch.float32)
+        return batch
+
+    # ----------------------------------------------------------------- model
+    def forward_logps(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sequence log-probs (4B,), token log-probs (4B, T-1)) from ONE forward of the whole batch."""
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+        tok = token_logprobs(logits, batch["response_labels"])
+        return tok.sum(-1), tok
+
+    def reference_logps(self, model, tokenizer, dataset, batch_size: int, bf16: bool = False) -> tuple[list, list]:
+        """Per example [target, english] sequence log-probs of chosen and rejected under ``model`` (eval mode).
+
+        Examples are batched in order of length (less padding), results returned in
+        dataset order. ``bf16``: under bf16 autocast, as the Trainer runs the policy.
+        """
+        import torch
+
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        feats = [dataset[i] for i in range(len(dataset))]
+        order = sorted(range(len(feats)), key=lambda i: max(map(len, feats[i]["chosen_input_ids"] + feats[i]["rejected_input_ids"])))
+        chosen, rejected = [None] * len(feats), [None] * len(feats)
+        try:
+            for start in tqdm(range(0, len(order), batch_size), desc=f"reference log-probs {self.name}", mininterval=5):
+                idx = order[start : start + batch_size]
+                batch = {k: v.to(device) for k, v in self.collate([feats[i] for i in idx], tokenizer).items()}
+                with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    seq, _ = self.forward_logps(model, batch)
+                seq = seq.view(2, len(idx), len(DIRECTIONS)).cpu().tolist()
+                for j, i in enumerate(idx):
+                    chosen[i], rejected[i] = seq[0][j], seq[1][j]
+        finally:
+            model.train(was_training)
+        return chosen, rejected
+
+    def prepare(self, model, tokenizer, dataset, settings: dict):
+        """Cache the reference log-probs (the model as handed over, before step 1) as dataset columns."""
+        bf16 = bool(settings.get("train", {}).get("bf16", False))
+        chosen, rejected = self.reference_logps(model, tokenizer, dataset, settings.get("ref_batch_size", 8), bf16)
+        if isinstance(dataset, list):
+            return [{**f, REF_COLUMNS[0]: c, REF_COLUMNS[1]: r} for f, c, r in zip(dataset, chosen, rejected, strict=True)]
+        present = [c for c in REF_COLUMNS if c in dataset.column_names]
+        if present:
+            dataset = dataset.remove_columns(present)
+        return dataset.add_column(REF_COLUMNS[0], chosen).add_column(REF_COLUMNS[1], rejected)
+
+    def preference_terms(self, model, inputs: dict, settings: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-pair DPO losses (2B,), token log-probs (4B, T-1)) of this batch."""
+        if REF_COLUMNS[0] not in inputs:
+            raise RuntimeError(f"method {self.name!r}: the batch has no cached reference log-probs; prepare() must run first")
+        seq, tok = self.forward_logps(model, inputs)
+        n = seq.shape[0] // 2
+        ref_c, ref_r = inputs[REF_COLUMNS[0]].to(seq), inputs[REF_COLUMNS[1]].to(seq)
+        losses = dpo_losses(seq[:n], seq[n:], ref_c, ref_r, settings["beta"])
+        # detached diagnostics of the last step: mean L_pref and the share of pairs ranked right
+        margin = (seq[:n] - ref_c) - (seq[n:] - ref_r)
+        self.last_metrics = {"pref": losses.mean().detach(), "accuracy": (margin > 0).float().mean().detach()}
+        return losses, tok
+
+
+class CLOMethod(PreferenceMethod):
+    """``clo``: lambda * NLL(y_t | x_t) + (1 - lambda) * DPO over both directions, reference = base model."""
+
+    name = "clo"
+    defaults = {**PreferenceMethod.defaults, "lambda": 0.5}  # lambda: OUR default, the paper's is not public
+    # the engine's train.finetuning default for this method: attention projections, as reported
+    train_defaults = {"finetuning": {"mode": "patterns", "patterns": ATTENTION_PATTERNS, "target_modules": ATTENTION_MODULES}}
+
+    def compute_loss(self, model, inputs: dict, modules, settings: dict, num_items_in_batch=None) -> torch.Tensor:
+        """Mean over this batch (``num_items_in_batch`` is not used: the batch has no ``labels``)."""
+        lam = settings["lambda"]
+        if not 0 <= lam <= 1:
+            raise ValueError(f"method {settings.get('name', self.name)!r}: lambda must be in [0, 1], not {lam!r}")
+        losses, tok = self.preference_terms(model, inputs, settings)
+        n = tok.shape[0] // 2
+        # chosen rows alternate (target, english) per example: rows 0, 2, ... are y_t given x_t
+        target_tok = tok[:n:2]
+        count = (inputs["response_labels"][:n:2, 1:] != -100).sum()
+        nll = -target_tok.sum() / count.clamp(min=1)
+        self.last_metrics["nll"] = nll.detach()
+        return clo_loss(nll, losses.mean(), lam)
+
+
+class SFTDPOMethod(PreferenceMethod):
+    """``sft_dpo``: plain DPO on the same preference pairs, trained from the ``sft`` method's model.
+
+    Its base model - and so its reference - is the output of the method named by
+    ``init_from`` (default ``sft``); the train rule starts it from that model
+    directory instead of the base model. The loss is the mean DPO loss over both
+    directions (CLO's L_pref, without the NLL term).
+    """
+
+    name = "sft_dpo"
+    defaults = {**PreferenceMethod.defaults, "init_from": "sft"}  # the method whose trained model it starts from
+
+    def compute_loss(self, model, inputs: dict, modules, settings: dict, num_items_in_batch=None) -> torch.Tensor:
+        losses, _ = self.preference_terms(model, inputs, settings)
+        return losses.mean()

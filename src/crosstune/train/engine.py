@@ -1,0 +1,298 @@
+"""Train one method: data mix -> tokens -> model -> ``MethodTrainer`` -> saved model.
+
+:func:`train` runs in every process (``accelerate launch`` starts N of them; a
+single-process run calls it directly). Work that writes files happens on the
+main process only; saving the model is collective (FSDP/DeepSpeed gather it).
+
+Resume: checkpoints go to ``checkpoint_dir`` (``checkpoint-<step>``, rotated by
+``save_total_limit``) with ``fingerprint.json`` - a hash of the settings, seed,
+pairs and base model. A rerun with the same fingerprint continues from the last
+complete checkpoint; a changed fingerprint discards the stale checkpoints.
+
+Starting point: ``model_dir``, the base model - or, for a method with
+``init_from`` (``sft_dpo``), the trained model of that method, which the
+``train`` rule passes instead; it is then also the frozen reference of the
+preference loss (``prepare`` caches the reference log-probs from the model as
+loaded, before step 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+from ..io import read_jsonl, write_json
+from ..methods import TrainDataError, get_method
+from . import data
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- model + scope
+def load_model(model_dir: str | os.PathLike):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    # fp32 master weights; train.bf16 trains under autocast
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+
+
+def apply_finetuning(model, method, settings: dict):
+    """Set what trains: full, LoRA (peft) or parameters matching patterns. Returns the model to train."""
+    ft = settings["train"]["finetuning"]
+    if ft["mode"] == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=ft["lora_r"], lora_alpha=ft["lora_alpha"], lora_dropout=ft["lora_dropout"],
+                            target_modules=ft["target_modules"], task_type="CAUSAL_LM")  # fmt: skip
+        try:
+            model = get_peft_model(model, config)
+        except ValueError as e:
+            raise TrainDataError(f"{data.who(settings)}: LoRA target_modules {ft['target_modules']}: {e}") from None
+    else:
+        for name, p in model.named_parameters():
+            p.requires_grad_(method.trainable(name, settings))
+    if not any(p.requires_grad for p in model.parameters()):
+        raise TrainDataError(f"{data.who(settings)}: no parameter is trainable (finetuning {ft})")
+    if settings["train"]["gradient_checkpointing"] and ft["mode"] != "full":
+        model.enable_input_require_grads()  # checkpointed blocks need a grad-requiring input
+    return model
+
+
+def attach_extra(model, modules: dict) -> None:
+    import torch
+
+    from .trainer import EXTRA
+
+    if modules:
+        extra = torch.nn.ModuleDict(modules)
+        extra.requires_grad_(True)
+        model.add_module(EXTRA, extra)
+
+
+def parameter_counts(model) -> dict[str, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": trainable, "total": total}
+
+
+def check_start_model(model_dir: Path, settings: dict) -> None:
+    """A method with ``init_from`` must start from that method's trained model (its provenance says so).
+
+    The engine loads ``model_dir`` as the starting point; preference methods cache
+    their reference log-probs from it in ``prepare`` - so it is also the reference.
+    """
+    source = settings.get("init_from")
+    if source is None:
+        return
+    meta = model_dir / "provenance.json"
+    trained = json.loads(meta.read_text()).get("method") if meta.is_file() else None
+    if trained != source:
+        raise TrainDataError(f"{data.who(settings)}: init_from {source!r} needs the trained model of method "
+                             f"{source!r}, but {model_dir} is " + (f"that of {trained!r}" if trained else
+                             "not a trained model (no method in its provenance.json)"))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- arguments + resume
+def training_arguments(settings: dict, seed: int, checkpoint_dir: str | os.PathLike, method=None):
+    from transformers import TrainingArguments
+
+    t = settings["train"]
+    # transformers 5 renamed gradient_checkpointing to activation_checkpointing
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
+        else "gradient_checkpointing"
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        learning_rate=t["learning_rate"],
+        num_train_epochs=t["epochs"] if t["epochs"] is not None else 1,
+        max_steps=t["max_steps"] if t["max_steps"] is not None else -1,
+        per_device_train_batch_size=t["per_device_batch_size"],
+        gradient_accumulation_steps=t["gradient_accumulation"],
+        lr_scheduler_type=t["lr_scheduler"],
+        warmup_steps=t["warmup_ratio"],  # a float below 1 is a fraction of the total steps
+        weight_decay=t["weight_decay"],
+        max_grad_norm=t["max_grad_norm"],
+        optim=t["optimizer"],
+        bf16=t["bf16"],
+        **{ckpt: t["gradient_checkpointing"]},
+        logging_steps=t["logging_steps"],
+        save_strategy="steps",
+        save_steps=t["save_steps"],
+        save_total_limit=t["save_total_limit"],
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        remove_unused_columns=False,  # methods may carry their own columns to collate
+        include_num_input_tokens_seen="non_padding",
+        use_cpu=t["device"] == "cpu",
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=bool(getattr(method, "ddp_find_unused_parameters", False)),
+    )
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(settings: dict, seed: int, pairs: Path, model_dir: Path) -> str:
+    """Hash of everything a checkpoint depends on (settings, seed, pairs, base model files)."""
+    parts = {"settings": settings, "seed": seed, "pairs": file_digest(pairs)}
+    parts["model"] = {f.name: file_digest(f) for f in sorted(model_dir.iterdir())
+                      if f.is_file() and f.name != "provenance.json"}  # fmt: skip
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def checkpoints(checkpoint_dir: Path) -> list[Path]:
+    found = [p for p in checkpoint_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def last_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest checkpoint whose save completed (trainer_state.json is written last)."""
+    complete = [p for p in checkpoints(checkpoint_dir) if (p / "trainer_state.json").is_file()]
+    return complete[-1] if complete else None
+
+
+def sync_fingerprint(checkpoint_dir: Path, compute, state) -> Path | None:
+    """Discard checkpoints of other settings; return the checkpoint to resume from, if any.
+
+    ``compute()`` gives the fingerprint (hashing the inputs: main process only).
+    """
+    path = checkpoint_dir / "fingerprint.json"
+    if state.is_main_process:
+        value = compute()
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        old = json.loads(path.read_text())["fingerprint"] if path.is_file() else None
+        stale = checkpoints(checkpoint_dir)
+        if old != value and stale:
+            log.warning("discarding %d checkpoint(s) in %s made with other settings or inputs", len(stale), checkpoint_dir)
+            for p in stale:
+                shutil.rmtree(p)
+        write_json(path, {"fingerprint": value})
+    state.wait_for_everyone()
+    return last_checkpoint(checkpoint_dir)
+
+
+# --------------------------------------------------------------------------- final save
+def merge_lora(model_dir: Path, adapter_dir: Path, out: Path) -> None:
+    """Fold a saved LoRA adapter into the base weights and save a plain model to ``out``."""
+    from peft import PeftModel
+
+    merged = PeftModel.from_pretrained(load_model(model_dir), adapter_dir).merge_and_unload()
+    merged.save_pretrained(out)
+
+
+def save_final(trainer, settings: dict, model_dir: Path, final: Path) -> None:
+    """Collective: every process calls it. The main process ends with a complete ``final``."""
+    state = trainer.accelerator
+    if state.is_main_process and final.exists():
+        shutil.rmtree(final)
+    state.wait_for_everyone()
+    lora = settings["train"]["finetuning"]["mode"] == "lora"
+    trainer.save_model(str(final / "adapter" if lora else final))
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return
+    if lora:
+        merge_lora(model_dir, final / "adapter", final)
+        for f in (final / "adapter").glob("*.safetensors"):
+            if f.name != "adapter_model.safetensors":  # extra modules live beside the model
+                f.rename(final / f.name)
+        trainer.processing_class.save_pretrained(final)
+    for f in final.rglob("training_args.bin"):
+        f.unlink()
+
+
+# --------------------------------------------------------------------------- the job
+def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *,
+          metrics=None, plot=None, config: dict | None = None, callbacks=()) -> dict:  # fmt: skip
+    """Train ``settings['name']`` on ``pairs`` from ``model_dir``; save the model to ``output``.
+
+    Also writes ``metrics`` (JSON) and ``plot`` (loss curve PNG) when given, and
+    ``provenance.json`` in the model directory. Returns the metrics.
+    """
+    from transformers import AutoTokenizer
+
+    from .trainer import MethodTrainer, Progress
+
+    model_dir, pairs, output, checkpoint_dir = map(Path, (model_dir, pairs, output, checkpoint_dir))
+    method = get_method(settings["type"])
+    t = settings["train"]
+    check_start_model(model_dir, settings)
+
+    examples = data.build_examples(method, read_jsonl(pairs), settings, seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    features, dropped = data.tokenize(method, examples, tokenizer, settings)
+    if t["packing"]:
+        if not method.supports_packing:
+            raise TrainDataError(f"{data.who(settings)}: this method does not support train.packing")
+        features = data.pack(features, t["max_length"], seed)
+    dataset = data.to_dataset(features)
+
+    args = training_arguments(settings, seed, checkpoint_dir, method)  # also sets up the processes
+    from transformers import set_seed
+
+    set_seed(seed)  # the same initial weights of extra modules / LoRA on every process and run
+    model = apply_finetuning(load_model(model_dir), method, settings)
+    attach_extra(model, method.extra_modules(model, settings))
+    dataset = method.prepare(model, tokenizer, dataset, settings)
+    counts = parameter_counts(model)
+
+    progress = Progress()
+    trainer = MethodTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+        data_collator=lambda batch: method.collate(batch, tokenizer),
+        callbacks=[progress, *callbacks], method=method, settings=settings,
+    )  # fmt: skip
+    resume = sync_fingerprint(checkpoint_dir, lambda: fingerprint(settings, seed, pairs, model_dir), trainer.accelerator)
+    if resume:
+        log.info("resuming %s from %s", settings["name"], resume)
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+
+    final = checkpoint_dir / "final"
+    save_final(trainer, settings, model_dir, final)
+    if not trainer.accelerator.is_main_process:
+        return {}
+    state = trainer.state
+    curve = [{k: e[k] for k in ("step", "loss", "learning_rate", "grad_norm") if k in e}
+             for e in state.log_history if "loss" in e]  # fmt: skip
+    summary = {
+        "method": settings["name"], "type": settings["type"], "init_from": settings.get("init_from"),
+        "start_model": str(model_dir), "examples": len(examples),
+        "composition": data.composition(examples), "dropped_truncated": len(dropped), "sequences": len(features),
+        "parameters": counts, "num_processes": trainer.accelerator.num_processes,
+        "steps": state.global_step, "epochs": state.epoch, "resumed_from": resume.name if resume else None,
+        "train_seconds": round(progress.seconds, 3), "tokens": progress.tokens,
+        "tokens_per_second": round(progress.tokens / progress.seconds, 1) if progress.seconds else None,
+        "tokens_seen_total": state.num_input_tokens_seen, "final_loss": curve[-1]["loss"] if curve else None,
+        "train_loss": result.training_loss, "loss_curve": curve,
+    }  # fmt: skip
+    from ..provenance import write_provenance
+
+    write_provenance(final, config=config or {}, seed=seed, stage="train", extra={
+        "method": settings["name"], "settings": settings, "base_model": str(model_dir), "pairs": str(pairs),
+        "summary": {k: v for k, v in summary.items() if k != "loss_curve"},
+    })  # fmt: skip
+    if output.exists():
+        shutil.rmtree(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(final, output)
+    if metrics:
+        write_json(metrics, summary)
+    if plot:
+        from .plot import loss_curve
+
+        loss_curve(curve, plot, title=data.who(settings).removeprefix("method "))
+    if not t["keep_checkpoints"]:
+        for p in checkpoints(checkpoint_dir):
+            shutil.rmtree(p)
+    return summary

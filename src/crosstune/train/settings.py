@@ -1,0 +1,105 @@
+"""A method's resolved settings: its ``methods:`` entry + the shared ``train:`` defaults.
+
+``resolve(config, name)`` returns the dict every :class:`~crosstune.methods.Method`
+hook receives and the ``train`` rule passes as ``params`` (so a change to any of
+it reruns exactly that method's training)::
+
+    {"name": "crossin_x2en", "type": "crossin",
+     "mode": "x2en", "size": null, ...          # method settings (Method.defaults + config)
+     "train": {"learning_rate": ..., ..., "finetuning": {"mode": "full", ...}}}
+
+``train`` is the config's ``train:`` section with the method type's
+``train_defaults`` (e.g. CLO trains the attention projections) and then the
+method entry's own ``train:`` overrides merged in (``finetuning`` merged key by key). The config must have been
+validated against the schema (which fills the defaults of ``train:``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+from ..config import ConfigError
+from ..methods import METHODS
+from .launch import accelerate_config
+
+RESERVED = ("type", "train")
+
+
+def merge(base: dict, override: dict) -> dict:
+    """``base`` updated with ``override``; nested dicts are merged, not replaced."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve(config: dict, name: str) -> dict:
+    methods = config.get("methods") or {}
+    if name not in methods:
+        raise ConfigError(f"methods.{name}: no such method in the config; configured: {', '.join(sorted(methods))}")
+    spec = methods[name]
+    kind = spec.get("type")
+    if kind not in METHODS:
+        raise ConfigError(
+            f"methods.{name}.type: unknown method type {kind!r}; registered types: {', '.join(sorted(METHODS))}"
+        )
+    cls = METHODS[kind]
+    unknown = sorted(set(spec) - set(cls.defaults) - set(RESERVED))
+    if unknown:
+        known = ", ".join(sorted(cls.defaults)) or "none"
+        raise ConfigError(f"methods.{name}.{unknown[0]}: not a setting of method type {kind!r} (its settings: {known})")
+    own = {k: copy.deepcopy(spec.get(k, v)) for k, v in cls.defaults.items()}
+    train = merge(merge(config["train"], cls.train_defaults), spec.get("train") or {})
+    resolved = {"name": name, "type": kind, **own, "train": train}
+    return json.loads(json.dumps(resolved, sort_keys=True))  # one canonical order: stable rule params
+
+
+def init_from(config: dict, name: str) -> str | None:
+    """The configured method whose trained model method ``name`` starts from (setting ``init_from``), or None.
+
+    That model is both the starting point and, for preference methods, the frozen
+    reference. Errors name the config key.
+    """
+    source = resolve(config, name).get("init_from")
+    if source is None:
+        return None
+    methods = config.get("methods") or {}
+    if source not in methods:
+        raise ConfigError(f"methods.{name}.init_from: {source!r} is not a configured method "
+                          f"(configured: {', '.join(sorted(methods))})")  # fmt: skip
+    chain = [name, source]
+    while (nxt := resolve(config, chain[-1]).get("init_from")) is not None and nxt in methods:
+        if nxt in chain:
+            raise ConfigError(f"methods.{name}.init_from: a cycle, {' -> '.join([*chain, nxt])}")
+        chain.append(nxt)
+    return source
+
+
+def check(config: dict, base: str | Path = ".") -> None:
+    """Every configured method resolves and its training settings fit together."""
+    for name in config.get("methods") or {}:
+        s = resolve(config, name)
+        init_from(config, name)
+        t, ft = s["train"], s["train"]["finetuning"]
+        key = f"methods.{name}"
+        if ft["mode"] == "patterns" and not ft["patterns"]:
+            raise ConfigError(f"{key}: finetuning mode 'patterns' needs a non-empty train.finetuning.patterns")
+        for pattern in ft["patterns"]:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ConfigError(f"{key}: train.finetuning.patterns: bad regular expression {pattern!r}: {e}") from None
+        if ft["mode"] == "lora" and not ft["target_modules"]:
+            raise ConfigError(f"{key}: finetuning mode 'lora' needs train.finetuning.target_modules")
+        if t["packing"] and not METHODS[s["type"]].supports_packing:
+            raise ConfigError(f"{key}: method type {s['type']!r} does not support train.packing; set it to false")
+        if t["epochs"] is None and t["max_steps"] is None:
+            raise ConfigError(f"{key}: set train.epochs or train.max_steps")
+        if t["num_processes"] > 1 and accelerate_config(t["accelerate_config"], base) is None:
+            raise ConfigError(f"{key}: train.accelerate_config not found: {t['accelerate_config']}")

@@ -1,0 +1,108 @@
+"""``MethodTrainer``: a ``transformers.Trainer`` whose loss comes from the method.
+
+The method's extra modules (e.g. CC-Tuning's Decision Maker) are attached to the
+trained model as the submodule ``crosstune_extra`` (an ``nn.ModuleDict``), so the
+optimiser, gradient clipping, DDP/FSDP/DeepSpeed wrapping and the Trainer's
+checkpoints (optimizer, scheduler, RNG, state) cover them like any other
+parameter. Every save - checkpoint or final - splits them out of the model's
+state dict: the model directory stays a plain Hugging Face model and each extra
+module is written beside it as ``<name>.safetensors``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import Trainer, TrainerCallback
+
+log = logging.getLogger(__name__)
+
+EXTRA = "crosstune_extra"
+
+
+def split_extra(state_dict: dict) -> tuple[dict, dict[str, dict]]:
+    """(model state dict, {module name: its state dict}) from a state dict holding both."""
+    model, extra = {}, defaultdict(dict)
+    for key, value in state_dict.items():
+        if f"{EXTRA}." in key:
+            module, _, param = key.split(f"{EXTRA}.", 1)[1].partition(".")
+            extra[module][param] = value
+        else:
+            model[key] = value
+    return model, dict(extra)
+
+
+def load_extra(modules: torch.nn.ModuleDict, directory: str | os.PathLike) -> None:
+    for name, module in modules.items():
+        path = os.path.join(directory, f"{name}.safetensors")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{directory}: extra module {name!r} was not saved ({name}.safetensors missing)")
+        module.load_state_dict(load_file(path, device="cpu"))
+
+
+class MethodTrainer(Trainer):
+    def __init__(self, *args, method, settings: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.method = method
+        self.settings = settings
+        # Count target tokens over the accumulated (and all-process) batch for every
+        # method with `labels`; the method normalises its summed loss by that count.
+        self.model_accepts_loss_kwargs = True
+
+    @property
+    def extra(self) -> torch.nn.ModuleDict:
+        modules = getattr(self.model, EXTRA, None)
+        return modules if modules is not None else torch.nn.ModuleDict()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = self.method.compute_loss(model, inputs, self.extra, self.settings, num_items_in_batch=num_items_in_batch)
+        # A loss normalised by the whole accumulated batch's token count needs no
+        # division by the accumulation steps; a per-batch mean does.
+        self.loss_is_scaled_for_ga = num_items_in_batch is not None
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            # DDP averages gradients over processes, but the count already spans all of them
+            loss = loss * self.accelerator.num_processes
+        return (loss, None) if return_outputs else loss
+
+    def _save(self, output_dir=None, state_dict=None):
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not len(self.extra):
+            return super()._save(output_dir, state_dict)
+        if state_dict is None:
+            state_dict = self.model.state_dict()
+        model_state, extra = split_extra(state_dict)
+        super()._save(output_dir, model_state)
+        if self.args.should_save:
+            for name, tensors in extra.items():
+                tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+                save_file(tensors, os.path.join(output_dir, f"{name}.safetensors"), metadata={"format": "pt"})
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        # FSDP and DeepSpeed restore the whole wrapped model from their own files
+        if len(self.extra) and not (self.is_fsdp_enabled or self.is_deepspeed_enabled):
+            load_extra(self.extra, resume_from_checkpoint)
+
+    def _issue_warnings_after_load(self, load_result):
+        missing = [k for k in load_result.missing_keys if f"{EXTRA}." not in k]
+        return super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
+
+
+class Progress(TrainerCallback):
+    """Tokens and wall time of this session (a resumed run counts from its checkpoint)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import time
+
+        self.start = time.perf_counter()
+        self.tokens0 = state.num_input_tokens_seen
+
+    def on_train_end(self, args, state, control, **kwargs):
+        import time
+
+        self.seconds = time.perf_counter() - self.start
+        self.tokens = state.num_input_tokens_seen - self.tokens0

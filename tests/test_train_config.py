@@ -1,0 +1,104 @@
+"""Training configuration: schema <-> registry, method settings, accelerate configs."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from crosstune.config import ConfigError
+from crosstune.methods import METHODS, get_method
+from crosstune.train.settings import check, resolve
+
+from .conftest import REPO
+from .train_helpers import SCHEMA, config
+
+ACCELERATE = REPO / "workflow" / "profiles" / "accelerate"
+
+
+def test_schema_lists_every_registered_method_and_its_settings():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    method = schema["$defs"]["method"]
+    assert set(method["properties"]["type"]["enum"]) == set(METHODS)
+    for kind, cls in METHODS.items():
+        missing = set(cls.defaults) - set(method["properties"])
+        assert not missing, f"{kind}: settings {missing} not in the schema"
+
+
+def test_tiny_config_trains_every_method_type():
+    tiny = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    assert {m["type"] for m in tiny["methods"].values()} == set(METHODS)
+    default = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert {"sft", "crossin", "clo", "cc_tuning"} <= {m["type"] for m in default["methods"].values()}
+
+
+def test_variant_without_code_and_train_overrides_merge():
+    cfg = config({"crossin_x2en": {"type": "crossin", "mode": "x2en",
+                                   "train": {"learning_rate": 0.5, "finetuning": {"mode": "lora", "lora_r": 2}}}},
+                 train={"max_steps": 7})  # fmt: skip
+    s = resolve(cfg, "crossin_x2en")
+    assert (s["name"], s["type"], s["mode"], s["size"], s["base"]) == ("crossin_x2en", "crossin", "x2en", None, "en")
+    assert s["train"]["learning_rate"] == 0.5 and s["train"]["max_steps"] == 7
+    ft = s["train"]["finetuning"]
+    assert (ft["mode"], ft["lora_r"], ft["lora_alpha"]) == ("lora", 2, 128)  # merged key by key
+    assert cfg["train"]["learning_rate"] != 0.5 and cfg["train"]["finetuning"]["mode"] == "full"  # config untouched
+    assert list(s) == sorted(s)  # canonical order: stable rule params
+
+
+def test_method_train_defaults_sit_between_the_config_and_the_entry():
+    from crosstune.methods.clo import ATTENTION_PATTERNS
+
+    cfg = config({"clo": {"type": "clo"}, "clo_full": {"type": "clo", "train": {"finetuning": {"mode": "full"}}},
+                  "sft_dpo": {"type": "sft_dpo"}}, train={"finetuning": {"mode": "lora"}})  # fmt: skip
+    clo = resolve(cfg, "clo")
+    assert (clo["beta"], clo["lambda"], clo["size"]) == (0.1, 0.5, None)
+    assert clo["train"]["finetuning"]["mode"] == "patterns" and clo["train"]["finetuning"]["patterns"] == ATTENTION_PATTERNS
+    assert resolve(cfg, "clo_full")["train"]["finetuning"]["mode"] == "full"
+    dpo = resolve(cfg, "sft_dpo")
+    assert dpo["init_from"] == "sft" and dpo["train"]["finetuning"]["mode"] == "lora"  # no train_defaults: the config's
+
+
+def test_unknown_method_type_is_a_schema_error_naming_the_key():
+    from snakemake.utils import validate
+
+    with pytest.raises(Exception, match=r"(?s)'dpo' is not one of.*\['methods'\]\['my_dpo'\]\['type'\]"):
+        validate({"models": {"m": {"source": {"type": "tiny", "family": "llama"}}},
+                  "methods": {"my_dpo": {"type": "dpo"}}}, str(SCHEMA), set_default=True)  # fmt: skip
+    cfg = config({"sft": {"type": "sft"}})
+    cfg["methods"]["my_dpo"] = {"type": "dpo"}  # past the schema (e.g. an unvalidated config)
+    with pytest.raises(ConfigError, match=r"methods\.my_dpo\.type: unknown method type 'dpo'; registered types: "):
+        resolve(cfg, "my_dpo")
+    with pytest.raises(ValueError, match="unknown method type 'dpo'"):
+        get_method("dpo")
+
+
+def test_setting_of_another_method_type_is_an_error():
+    cfg = config({"plain": {"type": "sft", "mode": "x2en"}})
+    with pytest.raises(ConfigError, match=r"methods\.plain\.mode: not a setting of method type 'sft'"):
+        check(cfg, REPO)
+
+
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        ({"finetuning": {"mode": "patterns"}}, "needs a non-empty train.finetuning.patterns"),
+        ({"finetuning": {"mode": "patterns", "patterns": ["(q"]}}, "bad regular expression"),
+        ({"epochs": None, "max_steps": None}, "set train.epochs or train.max_steps"),
+        ({"num_processes": 2, "accelerate_config": "nope.yaml"}, "accelerate_config not found: nope.yaml"),
+    ],
+)
+def test_inconsistent_train_settings(train, message):
+    cfg = config({"x": {"type": "sft", "train": train}})
+    with pytest.raises(ConfigError, match=r"methods\.x: .*" + message.replace(".", r"\.").replace("(", r"\(")):
+        check(cfg, REPO)
+
+
+@pytest.mark.parametrize(("name", "kind"), [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("zero3", "DEEPSPEED")])
+def test_shipped_accelerate_configs_load(name, kind):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(str(ACCELERATE / f"{name}.yaml"))
+    assert cfg.distributed_type.value == kind and cfg.num_machines == 1
+    if name == "zero3":
+        assert cfg.deepspeed_config["zero_stage"] == 3 and cfg.deepspeed_config["zero3_save_16bit_model"]
+    if name == "fsdp":
+        assert cfg.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"

@@ -1,0 +1,69 @@
+# CC-Tuning after training (METHODS.md section 2): for every configured method of type
+# cc_tuning, the FFN outputs at p of N parallel (non-English, English) training prompts
+# (rule activations), then the least-squares Transform Matrix X with S X ~ T (rule transform).
+# Settings: the top-level cc_tuning: section; the pairs come from the method's languages.
+
+CC_METHODS = sorted(m for m, s in config["methods"].items() if s["type"] == "cc_tuning")
+CC = config["cc_tuning"]
+
+
+rule activations:
+    input:
+        model="results/{model}/train/{method}/model",
+        pairs="results/{model}/pairs/pairs.jsonl",
+    output:
+        activations="results/{model}/cc_tuning/{method}/activations.safetensors",
+        meta="results/{model}/cc_tuning/{method}/activations.provenance.json",
+    log:
+        "logs/activations/{model}/{method}.log",
+    benchmark:
+        "logs/activations/{model}/{method}.benchmark.tsv"
+    wildcard_constraints:
+        method="|".join(map(re.escape, CC_METHODS)) or "none",
+    conda:
+        "../../envs/train.yaml"
+    threads: res("activations", "threads")
+    resources:
+        mem_mb=res("activations", "mem_mb"),
+        runtime=res("activations", "runtime"),
+        gpu=res("activations", "gpu"),
+    params:
+        n_pairs=CC["n_pairs"],
+        seed=CC["seed"] if CC["seed"] is not None else config["seed"],
+        # the pairs are drawn from the method's training languages
+        languages=lambda wc: crosstune.train.settings.resolve(config, wc.method)[
+            "languages"
+        ],
+        batch_size=CC["batch_size"],
+        device=CC["device"],
+    script:
+        "../scripts/activations.py"
+
+
+rule transform:
+    input:
+        activations=rules.activations.output.activations,
+    output:
+        transform="results/{model}/cc_tuning/{method}/transform.safetensors",
+        fit="results/{model}/cc_tuning/{method}/fit.json",
+        meta="results/{model}/cc_tuning/{method}/provenance.json",
+    log:
+        "logs/transform/{model}/{method}.log",
+    benchmark:
+        "logs/transform/{model}/{method}.benchmark.tsv"
+    wildcard_constraints:
+        method="|".join(map(re.escape, CC_METHODS)) or "none",
+    conda:
+        "../../envs/train.yaml"
+    threads: res("transform", "threads")
+    resources:
+        mem_mb=res("transform", "mem_mb"),
+        runtime=res("transform", "runtime"),
+        gpu=res("transform", "gpu"),
+    params:
+        ridge=CC["ridge"],
+        per_language=CC["per_language"],
+        driver=CC["driver"],
+        device=CC["device"],
+    script:
+        "../scripts/transform.py"

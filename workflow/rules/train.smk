@@ -1,0 +1,52 @@
+# Training: one job per (model, method) on the one training engine (crosstune.train).
+# Methods are the entries of config["methods"]; each job's params are the method's
+# resolved settings, so changing a setting reruns exactly the affected trainings.
+
+import crosstune.train.settings
+
+crosstune.train.settings.check(config, workflow.basedir)
+
+TRAIN_METHODS = sorted(config["methods"])
+
+
+wildcard_constraints:
+    method="|".join(map(re.escape, TRAIN_METHODS)) or "none",
+
+
+rule train:
+    input:
+        # the base model, or for a method with init_from (sft_dpo) that method's trained model,
+        # which is then also the reference of its preference loss
+        model=lambda wc: (
+            f"results/{wc.model}/train/{source}/model"
+            if (source := crosstune.train.settings.init_from(config, wc.method))
+            else model_dir(wc.model)
+        ),
+        pairs="results/{model}/pairs/pairs.jsonl",
+    output:
+        model=directory("results/{model}/train/{method}/model"),
+        metrics="results/{model}/train/{method}/metrics.json",
+        loss="results/{model}/train/{method}/loss.png",
+    log:
+        "logs/train/{model}/{method}.log",
+    benchmark:
+        "logs/train/{model}/{method}.benchmark.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: res("train", "threads")
+    resources:
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
+        gpu=res("train", "gpu"),
+    params:
+        settings=lambda wc: crosstune.train.settings.resolve(config, wc.method),
+        seed=config["seed"],
+        # the resume source: not an output, so a failed job leaves it for the rerun
+        checkpoints=lambda wc: f"results/{wc.model}/train/{wc.method}/checkpoints",
+    script:
+        "../scripts/train.py"
+
+
+rule train_all:
+    input:
+        expand(rules.train.output.metrics, model=MODELS, method=TRAIN_METHODS),

@@ -1,0 +1,24 @@
+"""Rule activations: FFN outputs at p of N parallel training prompt pairs (crosstune.cc_tuning.stages)."""
+
+from pathlib import Path
+
+import torch
+
+from crosstune.cc_tuning.stages import activations_stage
+from crosstune.provenance import write_provenance
+from crosstune.workflow import log_to
+
+log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+p = snakemake.params
+
+info = activations_stage(
+    snakemake.input.model, snakemake.input.pairs, snakemake.output.activations,
+    n_pairs=p.n_pairs, seed=p.seed, languages=p.languages, batch_size=p.batch_size, device=p.device,
+)  # fmt: skip
+write_provenance(
+    Path(snakemake.output.meta).parent, config=snakemake.config, seed=p.seed, stage="activations",
+    filename=Path(snakemake.output.meta).name,
+    extra={"model": snakemake.wildcards.model, "method": snakemake.wildcards.method,
+           "trained_model": snakemake.input.model, "drawn": info},
+)  # fmt: skip

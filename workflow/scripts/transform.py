@@ -1,0 +1,24 @@
+"""Rule transform: the least-squares Transform Matrix from the activations (crosstune.cc_tuning.stages)."""
+
+from pathlib import Path
+
+import torch
+
+from crosstune.cc_tuning.stages import transform_stage
+from crosstune.provenance import write_provenance
+from crosstune.workflow import log_to
+
+log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+p = snakemake.params
+
+report = transform_stage(
+    snakemake.input.activations, snakemake.output.transform, snakemake.output.fit,
+    ridge=p.ridge, per_language=p.per_language, driver=p.driver, device=p.device,
+)  # fmt: skip
+write_provenance(
+    Path(snakemake.output.meta).parent, config=snakemake.config, seed=snakemake.config["seed"], stage="transform",
+    extra={"model": snakemake.wildcards.model, "method": snakemake.wildcards.method,
+           "activations": snakemake.input.activations,
+           "fit": {k: v for k, v in report.items() if k != "matrices"}},
+)  # fmt: skip
