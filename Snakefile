@@ -27,6 +27,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/benchmarks.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/cc_tuning.smk"
+include: "workflow/rules/eval.smk"
 
 
 rule all:

@@ -1,0 +1,292 @@
+"""Greedy generation and option log-likelihoods with a Hugging Face causal LM.
+
+Prompts are the chat-templated user message with the generation prompt
+appended (``apply_chat_template(..., add_generation_prompt=True)``), tokenised
+without adding special tokens again (the template already holds them).
+
+:func:`greedy_generate` decodes many prompts at once: sorted by length (longest
+first, so padding is small and memory errors come early), LEFT-padded, with the
+attention mask marking the padding. A batch holds at most ``batch_size`` prompts,
+at most ``max_batch_tokens`` padded tokens (prompt + new tokens) and at most a
+``max_padding`` share of padding, so the few very long prompts (XQuAD contexts,
+XL-Sum articles) go in small batches instead of padding fifteen shorter ones to
+their length: on a CPU the prompt pass is compute-bound and padding is lost time. ``generate`` derives position ids from
+the attention mask, so every prompt sees positions 0, 1, ... exactly as when it
+is decoded alone; in float32 the batched tokens equal those of
+:func:`generate_one_by_one`, the one-prompt-at-a-time loop of the paper's code
+(tests and ``benchmarks/generate_speed.py`` check this).
+
+:func:`option_logliks` computes what lm-evaluation-harness's ``loglikelihood``
+computes: the summed log-probability of the continuation's tokens given the
+context, and whether each was the argmax (``is_greedy``). The pair is encoded
+as HFLM does for causal models - the whole string encoded, the continuation's
+tokens being those after the context's - with one difference by default: HFLM
+moves trailing whitespace of the context into the continuation, so after a
+chat prompt ending in "assistant\n" every option would also be charged
+log p("\n" | "...assistant") and ``is_greedy`` would need "\n" to be the argmax.
+We condition on the whole generation prompt, exactly what the model answers
+after; ``move_whitespace=True`` gives HFLM's encoding (both are checked against
+HFLM in ``benchmarks/check_loglik_vs_lm_eval.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import logging
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_model(model_dir: str | Path, tokenizer_dir: str | Path | None = None, dtype: str = "float32",
+               device: str = "auto"):  # fmt: skip
+    """(model, tokenizer) of a model directory; a PEFT adapter directory is merged into its base.
+
+    The tokenizer is read from ``model_dir`` when it has one, else from ``tokenizer_dir``.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    torch_dtype = DTYPES[dtype]
+    if (model_dir / "adapter_config.json").exists() and not (model_dir / "config.json").exists():
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)
+    has_tokenizer = any((model_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json"))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir if has_tokenizer or tokenizer_dir is None else tokenizer_dir)
+    if not tokenizer.chat_template:
+        raise ValueError(f"{model_dir}: the tokenizer has no chat template; evaluation prompts need one")
+    model.to(resolve_device(device)).eval()
+    return model, tokenizer
+
+
+def chat_text(tokenizer, prompt: str) -> str:
+    """The chat-templated prompt (one user message, generation prompt appended)."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+    )
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def stop_ids(model, tokenizer) -> list[int]:
+    """Token ids that end a response: the generation config's eos ids and the tokenizer's eos."""
+    eos = model.generation_config.eos_token_id
+    ids = [eos] if isinstance(eos, int) else list(eos or [])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    if not ids:
+        raise ValueError("the model has no end-of-sequence token; greedy decoding could not stop")
+    return ids
+
+
+def _generation_config(model, tokenizer, max_new_tokens: int):
+    from transformers import GenerationConfig
+
+    eos = stop_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    return GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
+                            eos_token_id=eos, pad_token_id=pad)  # fmt: skip
+
+
+def batches(lengths: list[int], batch_size: int, max_batch_tokens: int | None = None, extra: int = 0,
+            max_padding: float | None = None):  # fmt: skip
+    """Index lists, longest first, each with at most ``batch_size`` items, ``max_batch_tokens``
+    padded tokens and a share of padding tokens of at most ``max_padding`` (``extra``: tokens
+    every row gets beyond its length, e.g. the new tokens)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    start = 0
+    while start < len(order):
+        width = lengths[order[start]] + extra  # the first is the longest: every row is padded to it
+        cap = batch_size if max_batch_tokens is None else max(1, min(batch_size, max_batch_tokens // width))
+        end, real = start + 1, width
+        while end < len(order) and end - start < cap:
+            row = lengths[order[end]] + extra
+            if max_padding is not None and 1 - (real + row) / ((end - start + 1) * width) > max_padding:
+                break
+            end, real = end + 1, real + row
+        yield order[start:end]
+        start = end
+
+
+def _cut(new_tokens: list[int], eos: list[int]) -> tuple[list[int], str]:
+    """Tokens before the first end-of-sequence token, and why decoding stopped."""
+    for i, t in enumerate(new_tokens):
+        if t in eos:
+            return new_tokens[:i], "eos"
+    return new_tokens, "length"
+
+
+@torch.inference_mode()
+def greedy_generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int = 40,
+                    batch_size: int = 16, desc: str | None = None, max_batch_tokens: int | None = None,
+                    max_padding: float | None = None) -> list[tuple[list[int], str]]:  # fmt: skip
+    """Greedy continuation of every prompt: (new tokens before eos, "eos" | "length"), in input order."""
+    config = _generation_config(model, tokenizer, max_new_tokens)
+    eos, pad = config.eos_token_id, config.pad_token_id
+    results: list = [None] * len(prompt_ids)
+    device = model.device
+    lengths = [len(x) for x in prompt_ids]
+    with tqdm(total=len(prompt_ids), desc=desc or "generate", unit="prompt", mininterval=5) as bar:
+        for batch in batches(lengths, batch_size, max_batch_tokens, max_new_tokens, max_padding):
+            width = max(len(prompt_ids[i]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):  # left padding
+                n = len(prompt_ids[i])
+                ids[row, width - n :] = torch.tensor(prompt_ids[i])
+                mask[row, width - n :] = 1
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config)
+            for row, i in enumerate(batch):
+                results[i] = _cut(out[row, width:].tolist(), eos)
+            bar.update(len(batch))
+    return results
+
+
+@torch.inference_mode()
+def generate_one_by_one(model, tokenizer, prompt_ids: list[list[int]],
+                        max_new_tokens: int = 40) -> list[tuple[list[int], str]]:  # fmt: skip
+    """The paper's loop: each prompt decoded alone, no padding (the reference for batching)."""
+    config = _generation_config(model, tokenizer, max_new_tokens)
+    results = []
+    for ids in prompt_ids:
+        x = torch.tensor([ids], device=model.device)
+        out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), generation_config=config)
+        results.append(_cut(out[0, len(ids) :].tolist(), config.eos_token_id))
+    return results
+
+
+def encode_pair(tokenizer, context: str, continuation: str,
+                move_whitespace: bool = False) -> tuple[list[int], list[int]]:  # fmt: skip
+    """(context tokens, continuation tokens) as HFLM's causal ``_encode_pair`` (see the module docstring)."""
+    n_spaces = len(context) - len(context.rstrip()) if move_whitespace else 0
+    if n_spaces:
+        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+    whole = encode(tokenizer, context + continuation)
+    ctx = encode(tokenizer, context)
+    return ctx, whole[len(ctx) :]
+
+
+@torch.inference_mode()
+def option_logliks(model, tokenizer, requests: list[tuple[str, str]], batch_size: int = 16,
+                   desc: str | None = None, move_whitespace: bool = False, max_batch_tokens: int | None = None,
+                   max_padding: float | None = None, prompt_hook=None) -> list[tuple[float, bool]]:  # fmt: skip
+    """(sum of log p(continuation | context), whether greedy decoding would produce it) per request."""
+    pairs = [encode_pair(tokenizer, c, x, move_whitespace) for c, x in requests]
+    return token_logliks(model, tokenizer, pairs, batch_size, desc, [x for _, x in requests], max_batch_tokens,
+                         max_padding, prompt_hook)  # fmt: skip
+
+
+def _cache_io(model) -> tuple[str, str]:
+    """(forward argument, output field) of the key/value cache: ``cache`` in transformers >= 5.2x,
+    ``past_key_values`` before."""
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return name, name
+
+
+def _left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        ids[r, width - len(row) :] = torch.tensor(row)
+        mask[r, width - len(row) :] = 1
+    return ids, mask
+
+
+@torch.inference_mode()
+def token_logliks(model, tokenizer, pairs: list[tuple[list[int], list[int]]], batch_size: int = 16,
+                  desc: str | None = None, texts: list[str] | None = None, max_batch_tokens: int | None = None,
+                  max_padding: float | None = None, prompt_hook=None) -> list[tuple[float, bool]]:  # fmt: skip
+    """:func:`option_logliks` on encoded (context, continuation) token lists.
+
+    The options of one item share their context: each distinct context is run
+    once (left-padded batches, position ids from the mask), its key/value cache
+    is copied to one row per continuation, and only the continuation tokens are
+    run on top. The first continuation token is scored by the context's last
+    logits, every later one by the continuation pass. ``prompt_hook(ids, mask,
+    positions)``, a context manager, wraps the context pass (CC-Tuning's
+    connection, :mod:`.connection`).
+    """
+    for i, (ctx, cont) in enumerate(pairs):
+        if not ctx or not cont:
+            what = repr(texts[i]) if texts else f"request {i}"
+            raise ValueError(f"log-likelihood of {what}: empty context or continuation after encoding")
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, (ctx, _) in enumerate(pairs):
+        groups.setdefault(tuple(ctx), []).append(i)
+    contexts = list(groups)
+    results: list = [None] * len(pairs)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = model.device
+    longest = max(len(c) for _, c in pairs)
+    with tqdm(total=len(pairs), desc=desc or "loglikelihood", unit="option", mininterval=5) as bar:
+        for batch in batches([len(c) for c in contexts], batch_size, max_batch_tokens, longest, max_padding):
+            ids, mask = _left_pad([list(contexts[b]) for b in batch], pad)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            tensors = ids.to(device), mask.to(device), positions.to(device)
+            with prompt_hook(*tensors) if prompt_hook else contextlib.nullcontext():
+                out = model(input_ids=tensors[0], attention_mask=tensors[1], position_ids=tensors[2], use_cache=True,
+                            logits_to_keep=1)  # fmt: skip
+            first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # scores each continuation's first token
+            context_cache = getattr(out, _cache_io(model)[1])
+            rows = [(k, i) for k, b in enumerate(batch) for i in groups[contexts[b]]]
+            for start in range(0, len(rows), batch_size):
+                chunk = rows[start : start + batch_size]
+                last = start + batch_size >= len(rows)
+                cache = context_cache if last else copy.deepcopy(context_cache)
+                scores = _continuations(model, pairs, chunk, first, cache, mask, positions, pad)
+                for (_, i), score in zip(chunk, scores, strict=True):
+                    results[i] = score
+                bar.update(len(chunk))
+    return results
+
+
+def _continuations(model, pairs, chunk, first, cache, mask, positions, pad) -> list[tuple[float, bool]]:
+    """Scores of the continuations in ``chunk`` ((context row, request index) pairs) on the contexts' cache."""
+    device = model.device
+    conts = [pairs[i][1] for _, i in chunk]
+    rows = torch.tensor([k for k, _ in chunk])
+    heads = torch.tensor([c[0] for c in conts])
+    first_lp = first[rows.to(first.device), heads.to(first.device)]
+    first_greedy = first[rows.to(first.device)].argmax(-1) == heads.to(first.device)
+    scores = [(float(first_lp[r]), bool(first_greedy[r])) for r in range(len(chunk))]
+    rest = max(len(c) for c in conts) - 1
+    if rest == 0:
+        return scores
+    cache.reorder_cache(rows.to(device))  # one copy of the context per continuation (in place)
+    x = torch.full((len(chunk), rest), pad, dtype=torch.long)
+    x_mask = torch.zeros((len(chunk), rest), dtype=torch.long)
+    for r, c in enumerate(conts):  # right-padded: padding after the real tokens is never attended to
+        x[r, : len(c) - 1] = torch.tensor(c[:-1])
+        x_mask[r, : len(c) - 1] = 1
+    x_pos = positions[rows, -1:] + 1 + torch.arange(rest)
+    logits = model(input_ids=x.to(device), attention_mask=torch.cat([mask[rows], x_mask], -1).to(device),
+                   position_ids=x_pos.to(device), use_cache=True, **{_cache_io(model)[0]: cache}).logits  # fmt: skip
+    out = []
+    for r, c in enumerate(conts):
+        total, greedy = scores[r]
+        if len(c) > 1:
+            lp = torch.log_softmax(logits[r, : len(c) - 1].float(), dim=-1)
+            target = torch.tensor(c[1:], device=lp.device)
+            total += lp.gather(-1, target[:, None]).sum().item()
+            greedy = greedy and bool((lp.argmax(-1) == target).all())
+        out.append((total, greedy))
+    return out

@@ -1,0 +1,155 @@
+"""The generate stage: predictions (and option likelihoods) for every language of a benchmark.
+
+One call loads nothing: the caller loads the model once and passes it in, and
+:func:`predict_benchmark` runs every language with it. Each finished language
+is kept in a resume directory with a fingerprint of everything that determines
+it (settings, items file, model files), so a crashed job restarts at the first
+unfinished language; the complete set is moved into the output directory at
+the end and the resume directory removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from ..io import atomic_path, read_jsonl, write_jsonl
+from . import generation as gen
+from .items import read_items
+
+log = logging.getLogger(__name__)
+
+CONTINUATIONS = ("text", "label")
+
+
+def option_continuations(item: dict, mode: str) -> list[str]:
+    """What is scored after the prompt for each option: its text (default) or its label."""
+    if mode not in CONTINUATIONS:
+        raise ValueError(f"evaluation.likelihood.continuation: {mode!r} is not one of {CONTINUATIONS}")
+    return [str(o["text"] if mode == "text" else o["label"]) for o in item["options"]]
+
+
+def _connected_generate(connection, ids, lang, g, limits, desc) -> tuple[list, list]:
+    """CC-Tuning generation in the same batches as :func:`.generation.greedy_generate`."""
+    from tqdm.auto import tqdm
+
+    outputs, layers = [None] * len(ids), [None] * len(ids)
+    with tqdm(total=len(ids), desc=f"{desc} (connection)", unit="prompt", mininterval=5) as bar:
+        for batch in gen.batches([len(x) for x in ids], g["batch_size"], limits["max_batch_tokens"],
+                                 g["max_new_tokens"], limits["max_padding"]):  # fmt: skip
+            out = connection.generate([ids[i] for i in batch], lang, g["max_new_tokens"])
+            for j, i in enumerate(batch):
+                toks = out["tokens"][j]  # cut before the first eos
+                outputs[i] = (toks, "eos" if len(toks) < g["max_new_tokens"] else "length")
+                layers[i] = out["layers"][j]
+            bar.update(len(batch))
+    return outputs, layers
+
+
+def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: str = "",
+                     connection=None) -> list[dict]:  # fmt: skip
+    """Greedy outputs for ``items`` and, for multiple-choice items, option log-likelihoods.
+
+    ``connection`` (:class:`.connection.Connection`): evaluate with CC-Tuning's connection;
+    each record then also holds the Decision Maker's chosen ``layer``.
+    """
+    texts = [gen.chat_text(tokenizer, it["prompt"]) for it in items]
+    ids = [gen.encode(tokenizer, t) for t in texts]
+    g = settings["generation"]
+    lang = items[0].get("lang")
+    limits = {"max_batch_tokens": g.get("max_batch_tokens"), "max_padding": g.get("max_padding")}
+    if connection is None:
+        outputs = gen.greedy_generate(model, tokenizer, ids, g["max_new_tokens"], g["batch_size"], desc, **limits)
+        layers = None
+    else:
+        outputs, layers = _connected_generate(connection, ids, lang, g, limits, desc)
+    records = []
+    for k, (it, (new_tokens, stopped), n_prompt) in enumerate(zip(items, outputs, map(len, ids), strict=True)):
+        records.append({
+            "id": it["id"], "index": it["index"], "lang": it.get("lang"),
+            "output": tokenizer.decode(new_tokens, skip_special_tokens=True),
+            "n_tokens": len(new_tokens), "stopped": stopped, "prompt_tokens": n_prompt,
+            "option_loglik": None, "option_greedy": None,
+        })  # fmt: skip
+        if layers is not None:
+            records[-1]["layer"] = layers[k]
+    ll = settings["likelihood"]
+    mc = [i for i, it in enumerate(items) if it["task"] == "multiple_choice"]
+    if ll["enabled"] and mc:
+        requests, owner = [], []
+        for i in mc:
+            for cont in option_continuations(items[i], ll["continuation"]):
+                requests.append((texts[i], cont))
+                owner.append(i)
+        hook = connection.prompt_hook(lang) if connection is not None else None
+        scores = gen.option_logliks(model, tokenizer, requests, ll["batch_size"], f"{desc} options", **limits,
+                                    prompt_hook=hook)  # fmt: skip
+        for i in mc:
+            records[i].update(option_loglik=[], option_greedy=[], continuation=ll["continuation"])
+        for i, (total, greedy) in zip(owner, scores, strict=True):
+            records[i]["option_loglik"].append(total)
+            records[i]["option_greedy"].append(greedy)
+    return records
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_fingerprint(model_dir: str | Path) -> list:
+    """Name, size and modification time of every file of a model directory (cheap, no hashing)."""
+    model_dir = Path(model_dir)
+    return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(model_dir.iterdir()) if p.is_file()]
+
+
+def fingerprint(settings: dict, items_path: Path, model_dir: Path) -> str:
+    """Settings (CC-Tuning's transform file included, by content), items and model files."""
+    extra = settings.get("cc_tuning") or {}
+    transform = _sha256(Path(extra["transform"])) if extra.get("transform") else None
+    blob = json.dumps([settings, _sha256(items_path), model_fingerprint(model_dir), transform], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def predict_benchmark(model, tokenizer, model_dir: str | Path, benchmark: str, items_paths: dict[str, str],
+                      outdir: str | Path, settings: dict, resume_dir: str | Path,
+                      finalize=None, connection=None) -> dict:  # fmt: skip
+    """Write ``outdir/{lang}.jsonl`` for every language; return per-language counts.
+
+    ``finalize(tmpdir, stats)`` may add files (provenance) before the directory is moved into place.
+    """
+    resume_dir = Path(resume_dir)
+    resume_dir.mkdir(parents=True, exist_ok=True)
+    done = {}
+    for lang, path in items_paths.items():
+        key = fingerprint(settings, Path(path), Path(model_dir))
+        part, keyfile = resume_dir / f"{lang}.jsonl", resume_dir / f"{lang}.key"
+        if part.exists() and keyfile.exists() and keyfile.read_text() == key:
+            log.info("%s/%s: resumed from %s", benchmark, lang, part)
+        else:
+            keyfile.unlink(missing_ok=True)
+            items = read_items(path, benchmark, lang)
+            records = predict_language(model, tokenizer, items, settings, f"{benchmark}/{lang}", connection)
+            write_jsonl(part, records)
+            keyfile.write_text(key)
+        done[lang] = part
+    stats = {}
+    with atomic_path(outdir, directory=True) as tmp:
+        for lang, part in done.items():
+            records = read_jsonl(part)
+            shutil.copyfile(part, tmp / f"{lang}.jsonl")
+            stats[lang] = {
+                "items": len(records),
+                "stopped_eos": sum(r["stopped"] == "eos" for r in records),
+                "mean_tokens": sum(r["n_tokens"] for r in records) / max(len(records), 1),
+            }
+        if finalize is not None:
+            finalize(tmp, stats)
+    shutil.rmtree(resume_dir, ignore_errors=True)
+    return stats

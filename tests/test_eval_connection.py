@@ -1,0 +1,75 @@
+"""CC-Tuning methods are evaluated with the connection: generation and option log-likelihoods."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from crosstune.cc_tuning import inference
+from crosstune.cc_tuning.connection import capture_mlp, inject, input_embeddings
+from crosstune.cc_tuning.decision import DecisionMaker, save_decision_maker
+from crosstune.cc_tuning.transform import save_transform
+from crosstune.evaluate import generation as G
+from crosstune.evaluate.connection import Connection
+from crosstune.evaluate.predict import predict_language
+
+from .eval_items import nli_items
+
+SETTINGS = {"generation": {"max_new_tokens": 6, "batch_size": 2, "max_batch_tokens": None, "max_padding": None},
+            "likelihood": {"enabled": True, "continuation": "text", "batch_size": 2}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def connected(tiny_model_dir, tmp_path_factory):
+    """The tiny model with a random Decision Maker (scaled up so layers differ) and a large random matrix
+    (so the connection visibly changes what the random model says)."""
+    model_dir = tiny_model_dir("llama")
+    out = tmp_path_factory.mktemp("cc")
+    torch.manual_seed(3)
+    dm = DecisionMaker(64, 2, init_std=1.0)
+    save_decision_maker(dm, out / "decision_maker.safetensors")
+    save_transform(out / "transform.safetensors", {"all": 30 * torch.randn(64, 64)})
+    (out / "config.json").symlink_to(model_dir / "config.json")
+    model, tok = G.load_model(model_dir, dtype="float32", device="cpu")
+    return model, tok, Connection(model, tok, out, out / "transform.safetensors")
+
+
+def test_generation_uses_the_connection(connected):
+    model, tok, conn = connected
+    items = nli_items("zh")
+    records = predict_language(model, tok, items, SETTINGS, connection=conn)
+    reference = inference.generate(model, tok, [it["prompt"] for it in items], mode="matrix", dm=conn.dm,
+                                   matrices=conn.matrices, langs=["zh"] * 3, batch_size=1, max_new_tokens=6)  # fmt: skip
+    assert [r["output"] for r in records] == [x["text"] for x in reference]
+    assert [r["layer"] for r in records] == [x["layer"] for x in reference]
+    plain = predict_language(model, tok, items, SETTINGS)
+    assert [r["output"] for r in records] != [r["output"] for r in plain]  # the connection changes the outputs
+    assert "layer" not in plain[0]
+
+
+def test_option_logliks_with_the_connection(connected):
+    model, tok, conn = connected
+    context = G.chat_text(tok, nli_items("zh")[1]["prompt"])
+    options = ["蕴涵", "中立", "矛盾"]
+    got = G.option_logliks(model, tok, [(context, o) for o in options], batch_size=2, prompt_hook=conn.prompt_hook("zh"))
+    plain = G.option_logliks(model, tok, [(context, o) for o in options])
+    for option, (total, _), (plain_total, _) in zip(options, got, plain, strict=True):
+        ctx, cont = G.encode_pair(tok, context, option)
+        p = torch.tensor([len(ctx) - 1])
+        x = torch.tensor([ctx + cont])
+        with torch.no_grad():
+            with capture_mlp(model, p) as cap:  # a_l at p from the plain prompt
+                model(torch.tensor([ctx]))
+            a = inference.map_activations(cap.stacked(), conn.matrices, ["zh"])
+            c, _ = conn.dm(a, input_embeddings(model, torch.tensor([ctx[-1]])), choice="argmax")
+            with inject(model, p, c):  # c added after layer 0 at p, in one pass over prompt + option
+                logprobs = torch.log_softmax(model(x).logits[0, :-1].float(), -1)
+        expected = logprobs[len(ctx) - 1 :].gather(-1, torch.tensor(cont)[:, None]).sum().item()
+        assert total == pytest.approx(expected, abs=1e-4)
+        assert total != pytest.approx(plain_total, abs=1e-3)  # and it is not the plain model's
+
+
+def test_missing_decision_maker_is_a_clear_error(tiny_model_dir, tmp_path):
+    model, tok = G.load_model(tiny_model_dir("llama"), device="cpu")
+    with pytest.raises(FileNotFoundError, match="decision_maker.safetensors"):
+        Connection(model, tok, tmp_path, tmp_path / "transform.safetensors")

@@ -1,0 +1,68 @@
+"""Rules benchmark_data -> generate -> score -> aggregate end to end on the tiny model, and --report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import REPO
+
+# two bundled benchmarks, the untrained model only (training is tested elsewhere)
+OVERRIDE = {
+    "benchmarks": {"run": ["xnli", "xlsum"], "xnli": {"source": "bundled", "languages": ["en", "zh"]},
+                   "xlsum": {"source": "bundled", "languages": ["en", "ar"]}},
+    "evaluation": {"methods": ["base"], "baseline": "base", "generation": {"max_new_tokens": 4},
+                   "bootstrap": {"samples": 50}},
+}  # fmt: skip
+TARGET = "results/eval/scores.tsv"
+
+
+def snakemake(workdir, *args):
+    (workdir / "override.yaml").write_text(yaml.safe_dump(OVERRIDE))
+    cmd = [sys.executable, "-m", "snakemake", TARGET, "--cores", "2", "-s", str(REPO / "Snakefile"),
+           "--directory", str(workdir), *args, "--configfile", str(REPO / "config" / "tiny.yaml"),
+           str(workdir / "override.yaml")]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+    return run
+
+
+@pytest.fixture(scope="module")
+def eval_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("eval-run")
+    snakemake(workdir)
+    return workdir
+
+
+def test_generate_score_aggregate(eval_run):
+    pred = [json.loads(x) for x in (eval_run / "results/tiny-llama/eval/base/xnli/predictions/zh.jsonl").open()]
+    items = [json.loads(x) for x in (eval_run / "results/benchmarks/xnli/zh.jsonl").open()]
+    assert [p["id"] for p in pred] == [it["id"] for it in items] and len(items) >= 8
+    assert all(p["n_tokens"] <= 4 and len(p["option_loglik"]) == 3 for p in pred)
+    meta = json.loads((eval_run / "results/tiny-llama/eval/base/xnli/predictions/provenance.json").read_text())
+    assert meta["stage"] == "generate" and meta["settings"]["generation"]["max_new_tokens"] == 4
+    table = pd.read_csv(eval_run / "results/eval/scores.tsv", sep="\t")
+    assert list(table.columns) == ["model", "method", "benchmark", "language", "metric", "value", "ci_low",
+                                   "ci_high", "n"]  # fmt: skip
+    assert set(table.benchmark) == {"xnli", "xlsum"} and set(table.method) == {"base"}
+    assert {"accuracy", "acc_ll", "acc_norm_ll", "no_answer", "fidelity", "consistency_3"} - set(
+        table[table.benchmark == "xnli"].metric
+    ) == {"consistency_3"}  # k = 3 needs three languages; this run has two
+    assert {"rouge_l", "chrf"} <= set(table[table.benchmark == "xlsum"].metric)
+    assert pd.read_parquet(eval_run / "results/eval/scores.parquet").shape == table.shape
+    assert (eval_run / "results/eval/tables/xnli.md").read_text().startswith("# xnli")
+    for fig in ("xnli_heatmap.png", "xlsum_gain.png"):
+        assert (eval_run / "results/eval/figures/tiny-llama" / fig).stat().st_size > 1000
+
+
+def test_rerun_plans_nothing_and_report_builds(eval_run):
+    assert "Nothing to be done" in snakemake(eval_run, "-n").stdout
+    snakemake(eval_run, "--report", "report.html")
+    html = (eval_run / "report.html").read_text(errors="replace")
+    assert "xnli_heatmap.png" in html and "scores.tsv" in html

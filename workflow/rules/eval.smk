@@ -1,0 +1,165 @@
+# Evaluation stages: generate -> score -> aggregate (METHODS.md section 5).
+#
+#   results/{model}/eval/{method}/{benchmark}/predictions/{lang}.jsonl   (generate)
+#   results/{model}/eval/{method}/{benchmark}/scores/                    (score)
+#       items.jsonl (per-item scores), metrics.tsv (per language, with 95% CIs),
+#       replicates.npz (bootstrap replicates), provenance.json
+#   results/eval/scores.tsv|.parquet, gains.tsv, tables/{benchmark}.md,
+#   figures/{model}/{benchmark}_heatmap.png|_gain.png                    (aggregate)
+#
+# Method "base" is the untrained base model; every other method is a model
+# trained by rule train (results/{model}/train/{method}/model).
+
+
+include: "eval_common.smk"
+
+
+# One job per (model, method, benchmark), all of the benchmark's languages in it:
+# loading a model costs far more than decoding the 8-1000 prompts of one
+# language, so per-language jobs (60 per model and method) would mostly load
+# models. Finished languages are kept in .resume/ with a fingerprint, so a
+# crashed job restarts at the first unfinished language. Batch sizes and device
+# are left out of params: they do not change the outputs (batched decoding
+# equals one-by-one decoding; tests check it).
+rule generate:
+    input:
+        model=lambda wc: eval_model_dir(wc.model, wc.method),
+        base=model_dir("{model}"),
+        questions=eval_items,
+        transform=eval_transform,
+    output:
+        directory(f"{EVAL_DIR}/predictions"),
+    log:
+        "logs/generate/{model}/{method}/{benchmark}.log",
+    benchmark:
+        "logs/generate/{model}/{method}/{benchmark}.benchmark.tsv"
+    wildcard_constraints:
+        **EVAL_WILDCARDS,
+    conda:
+        "../../envs/eval.yaml"
+    threads: res("generate", "threads")
+    resources:
+        mem_mb=res("generate", "mem_mb"),
+        runtime=res("generate", "runtime"),
+        gpu=res("generate", "gpu"),
+    params:
+        languages=lambda wc: EVAL_BENCHMARKS[wc.benchmark],
+        max_new_tokens=config["evaluation"]["generation"]["max_new_tokens"],
+        dtype=config["evaluation"]["generation"]["dtype"],
+        likelihood={
+            k: config["evaluation"]["likelihood"][k]
+            for k in ("enabled", "continuation")
+        },
+        cc_tuning=lambda wc: eval_cc_tuning(wc.method),
+        resume_dir=f"{EVAL_DIR}/.resume",
+    script:
+        "../scripts/generate.py"
+
+
+rule score:
+    input:
+        predictions=rules.generate.output[0],
+        questions=eval_items,
+    output:
+        item_scores=f"{EVAL_DIR}/scores/items.jsonl",
+        metrics=f"{EVAL_DIR}/scores/metrics.tsv",
+        replicates=f"{EVAL_DIR}/scores/replicates.npz",
+        meta=f"{EVAL_DIR}/scores/provenance.json",
+    log:
+        "logs/score/{model}/{method}/{benchmark}.log",
+    benchmark:
+        "logs/score/{model}/{method}/{benchmark}.benchmark.tsv"
+    wildcard_constraints:
+        **EVAL_WILDCARDS,
+    conda:
+        "../../envs/eval.yaml"
+    threads: res("score", "threads")
+    resources:
+        mem_mb=res("score", "mem_mb"),
+        runtime=res("score", "runtime"),
+        gpu=res("score", "gpu"),
+    params:
+        languages=lambda wc: EVAL_BENCHMARKS[wc.benchmark],
+        langid=config["evaluation"]["langid"],
+        consistency=config["evaluation"]["consistency"],
+        bootstrap={**config["evaluation"]["bootstrap"], "seed": eval_seed()},
+    script:
+        "../scripts/score.py"
+
+
+AGG = "results/eval"
+
+
+rule aggregate:
+    input:
+        metrics=score_outputs("metrics.tsv"),
+        replicates=score_outputs("replicates.npz"),
+        meta=score_outputs("provenance.json"),
+    output:
+        table=report(
+            f"{AGG}/scores.tsv",
+            caption="../report/scores.rst",
+            category="Evaluation",
+            labels={"table": "all scores (long)"},
+        ),
+        parquet=f"{AGG}/scores.parquet",
+        gains=report(
+            f"{AGG}/gains.tsv",
+            caption="../report/gains.rst",
+            category="Evaluation",
+            labels={"table": "gains over the baseline (long)"},
+        ),
+        tables=[
+            report(
+                f"{AGG}/tables/{b}.md",
+                caption="../report/table.rst",
+                category="Evaluation",
+                subcategory=b,
+                labels={"benchmark": b, "figure": "tables"},
+            )
+            for b in EVAL_BENCHMARKS
+        ],
+        heatmaps=[
+            report(
+                f"{AGG}/figures/{m}/{b}_heatmap.png",
+                caption="../report/heatmap.rst",
+                category="Evaluation",
+                subcategory=b,
+                labels={"benchmark": b, "model": m, "figure": "heatmap"},
+            )
+            for m in MODELS
+            for b in EVAL_BENCHMARKS
+        ],
+        gain_charts=[
+            report(
+                f"{AGG}/figures/{m}/{b}_gain.png",
+                caption="../report/gain.rst",
+                category="Evaluation",
+                subcategory=b,
+                labels={"benchmark": b, "model": m, "figure": "gain over baseline"},
+            )
+            for m in MODELS
+            for b in EVAL_BENCHMARKS
+        ],
+    log:
+        "logs/aggregate.log",
+    conda:
+        "../../envs/eval.yaml"
+    threads: res("aggregate", "threads")
+    resources:
+        mem_mb=res("aggregate", "mem_mb"),
+        runtime=res("aggregate", "runtime"),
+        gpu=res("aggregate", "gpu"),
+    params:
+        jobs=[
+            {"model": m, "method": meth, "benchmark": b}
+            for m in MODELS
+            for meth in EVAL_METHODS
+            for b in EVAL_BENCHMARKS
+        ],
+        methods=EVAL_METHODS,
+        benchmarks=EVAL_BENCHMARKS,
+        baseline=config["evaluation"]["baseline"],
+        confidence=config["evaluation"]["bootstrap"]["confidence"],
+    script:
+        "../scripts/aggregate.py"

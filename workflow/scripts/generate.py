@@ -1,0 +1,44 @@
+"""Rule generate: greedy outputs and option log-likelihoods for every language of a benchmark."""
+
+import logging
+
+import torch
+
+from crosstune.evaluate.connection import Connection
+from crosstune.evaluate.generation import load_model
+from crosstune.evaluate.predict import predict_benchmark
+from crosstune.provenance import set_seed, write_provenance
+from crosstune.workflow import log_to
+
+log_to(snakemake.log[0])
+p, wc = snakemake.params, snakemake.wildcards
+cfg = snakemake.config["evaluation"]
+torch.set_num_threads(snakemake.threads)
+settings = {
+    "generation": {"max_new_tokens": p.max_new_tokens, "dtype": p.dtype, "batch_size": cfg["generation"]["batch_size"],
+                   "max_batch_tokens": cfg["generation"]["max_batch_tokens"],
+                   "max_padding": cfg["generation"]["max_padding"]},  # fmt: skip
+    "likelihood": {**p.likelihood, "batch_size": cfg["likelihood"]["batch_size"]},
+}
+set_seed(snakemake.config["seed"])  # greedy decoding draws nothing; seeded for good measure
+model, tokenizer = load_model(snakemake.input.model, snakemake.input.base, p.dtype, cfg["generation"]["device"])
+logging.info("%s/%s on %s: %s on %s", wc.model, wc.method, wc.benchmark, type(model).__name__, model.device)
+items = dict(zip(p.languages, snakemake.input.questions, strict=True))
+connection = None
+if p.cc_tuning:  # CC-Tuning: decode with the cross-lingual connection (Decision Maker + Transform Matrix)
+    settings["cc_tuning"] = {**p.cc_tuning, "transform": snakemake.input.transform}
+    connection = Connection(model, tokenizer, snakemake.input.model, snakemake.input.transform,
+                            p.cc_tuning["layer_choice"], p.cc_tuning["tau"], snakemake.config["seed"])  # fmt: skip
+
+
+def finalize(tmp, stats):
+    write_provenance(
+        tmp, config=snakemake.config, seed=snakemake.config["seed"], stage="generate",
+        extra={"model": wc.model, "method": wc.method, "benchmark": wc.benchmark,
+               "model_dir": snakemake.input.model, "settings": settings, "languages": stats},
+    )  # fmt: skip
+
+
+stats = predict_benchmark(model, tokenizer, snakemake.input.model, wc.benchmark, items, snakemake.output[0],
+                          settings, p.resume_dir, finalize=finalize, connection=connection)  # fmt: skip
+logging.info("done: %s", stats)
