@@ -25,7 +25,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 PAPER = REPO / "config" / "paper"
 RECIPES = ["llama-3.1-8b.yaml", "qwen2.5-7b.yaml", "mistral-7b-v0.3.yaml"]
-GPU_RULES = ("translate", "train", "activations", "generate", "score")
+GPU_RULES = ("translate", "train", "activations", "generate")
 TARGETS = ("all", "benchmarks", "train_all")  # rules that only name targets: no job runs
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
@@ -80,6 +80,11 @@ def expected_counts(configs: list[dict]) -> dict:
         "transform": len(models) * len(cc),
         "all": 1,
         "benchmarks": 1,
+        # one generate and one score job per (model, evaluated method, benchmark), all the benchmark's
+        # languages in one job; evaluated: base + every method (cc_tuning in evaluation.cc_tuning's mode)
+        "generate": len(models) * (1 + len(methods)) * len(cfg["benchmarks"]["run"]),
+        "score": len(models) * (1 + len(methods)) * len(cfg["benchmarks"]["run"]),
+        "aggregate": 1,
     }
     return counts
 
@@ -126,6 +131,7 @@ def test_recipe_dry_run_job_counts_and_resources(tmp_path, name):
     counts, jobs = dry_run(tmp_path, PAPER / name)
     assert counts == expected_counts([cfg])
     assert counts["benchmark_data"] == 60 and counts["train"] == 8 and counts["translate"] == 21
+    assert counts["generate"] == 9 * 6  # (base + 8 methods) x 6 benchmarks
     check_resources(cfg, jobs)
 
 
@@ -153,6 +159,7 @@ def test_grid_of_three_recipes(tmp_path):
     counts, jobs = dry_run(tmp_path, *(PAPER / r for r in RECIPES))
     assert counts == expected_counts(configs)
     assert counts["train"] == 24 and counts["base_model"] == 3 and counts["benchmark_data"] == 60
+    assert counts["generate"] == counts["score"] == 3 * 9 * 6
     assert {j["wildcards"]["model"] for j in jobs if j["rule"] == "train"} == {
         "llama-3.1-8b", "qwen2.5-7b", "mistral-7b-v0.3"}  # fmt: skip
     check_resources(configs[0], jobs)
@@ -161,7 +168,7 @@ def test_grid_of_three_recipes(tmp_path):
 def test_clo_recipe_dry_run(tmp_path):
     cfg = yaml.safe_load((REPO / "config" / "clo.yaml").read_text())
     counts, jobs = dry_run(tmp_path, REPO / "config" / "clo.yaml")
-    assert counts["translate"] == 6 and counts["train"] == 4
+    assert counts["translate"] == 6 and counts["train"] == 4 and counts["generate"] == 5 * 6
     assert counts["benchmark_data"] == sum(len(cfg["benchmarks"][b]["languages"]) for b in cfg["benchmarks"]["run"])
     assert {j["wildcards"]["method"] for j in jobs if j["rule"] == "train"} == {"sft", "clo_3200", "clo_6400", "sft_dpo"}
     check_resources(cfg, jobs)
@@ -209,7 +216,7 @@ def test_slurm_arguments_of_every_paper_job(tmp_path):
         else:
             assert gpus == [] and "--ntasks=1" in args
         seen.add(job["rule"])
-    assert {"translate", "train", "activations", "transform"} <= seen
+    assert {"translate", "train", "activations", "transform", "generate", "score"} <= seen
 
 
 def localrules() -> set[str]:
@@ -243,7 +250,7 @@ sys.exit(1)
 def test_slurm_profile_submits_through_the_plugin(tmp_path):
     """The real executor with the profile, on the tiny config, against a fake SLURM whose sbatch
     records its arguments and refuses: the local rules run here, the translations leave as ONE
-    array job with the rule's resources, and nothing else is submitted before them."""
+    array job with the rule's resources, and only the base model's evaluation besides."""
     bin_dir, log = tmp_path / "bin", tmp_path / "sbatch.jsonl"
     bin_dir.mkdir()
     (bin_dir / "sbatch").write_text(FAKE_SBATCH.format(python=sys.executable))
@@ -254,16 +261,31 @@ def test_slurm_profile_submits_through_the_plugin(tmp_path):
         f.chmod(0o755)
     work = tmp_path / "work"
     work.mkdir()
+    fewer = tmp_path / "fewer.yaml"  # merged into tiny.yaml: two benchmarks, so fewer local jobs
+    fewer.write_text("benchmarks: {run: [xnli, mkqa], xnli: {languages: [en, ar]}, mkqa: {languages: [en, zh]}}\n")
     cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", str(REPO / "workflow/profiles/slurm"),
-           "--snakefile", str(REPO / "Snakefile"), "--configfile", str(REPO / "config/tiny.yaml"),
+           "--snakefile", str(REPO / "Snakefile"), "--configfile", str(REPO / "config/tiny.yaml"), str(fewer),
            "--directory", str(work), "--default-resources", "slurm_account=acc", "slurm_partition=part",
            "--latency-wait", "1", "--retries", "0", "--slurm-init-seconds-before-status-checks", "1"]  # fmt: skip
     env = {**ENV, "PATH": f"{bin_dir}{os.pathsep}{ENV['PATH']}", "FAKE_SLURM_LOG": str(log)}
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0  # the fake sbatch refuses every submission
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(calls) == 1, calls
-    args = calls[0]["argv"]
+    calls = [json.loads(line)["argv"] for line in log.read_text().splitlines()]
+    by_rule: dict[str, list] = {}
+    for argv in calls:
+        by_rule.setdefault(re.match(r"rule_([a-z_]+?)(_wildcards|$)", argv[argv.index("--comment") + 1])[1], []).append(argv)
+    # ready first: the translations and the base model's evaluation (its benchmark items are built
+    # locally); the local rules are never submitted, nothing downstream of pairs is ready yet
+    assert set(by_rule) == {"translate", "generate"}, sorted(by_rule)
+    assert len(by_rule["translate"]) == 1
+    def tasks(argv):  # jobs in one submission: an array's size, else 1
+        arr = next((re.fullmatch(r"--array=(\d+)-(\d+)", a) for a in argv if a.startswith("--array=")), None)
+        return 1 if arr is None else int(arr[2]) - int(arr[1]) + 1
+
+    assert sum(map(tasks, by_rule["generate"])) == 2  # base on xnli and on mkqa
+    assert all(a.startswith("rule_generate_wildcards_tiny-llama_base_")
+               for argv in by_rule["generate"] for a in [argv[argv.index("--comment") + 1]])  # fmt: skip
+    args = by_rule["translate"][0]
     wrapped = next(a for a in args if a.startswith("--wrap="))
     assert "--allowed-rules translate" in wrapped and "--executor slurm-jobstep" in wrapped
     assert "--array=1-5" in args  # ar hi sw zh ru: one array job
@@ -393,7 +415,7 @@ def test_grid_with_every_output_present_schedules_nothing(tmp_path):
         m = re.search(r"^    output: (.*)$", block, re.M)
         for rel in m[1].split(", ") if m else []:
             path = tmp_path / rel
-            if rule in ("base_model", "generate") or rel.endswith("/model"):  # directory outputs
+            if rule in ("base_model", "generate") or rel.endswith("/model"):  # directory outputs (generate: predictions/)
                 path.mkdir(parents=True, exist_ok=True)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,3 +9,4 @@ localrules:
     source_data,
     pairs,
     benchmark_data,
+    aggregate,
