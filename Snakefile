@@ -34,3 +34,6 @@ rule all:
     default_target: True
     input:
         all_targets(),
+
+
+include: "workflow/rules/cluster.smk"

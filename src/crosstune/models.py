@@ -123,6 +123,47 @@ def link_pretrained(repo_or_path: str, revision: str | None, outdir: Path, cache
     return info
 
 
+def _replace_link(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` as a real file (a linked hub file is replaced, never written through)."""
+    if path.is_symlink():
+        path.unlink()
+    path.write_text(text, encoding="utf-8")
+
+
+def set_chat_template(model_dir: Path, template: str | None, eos_token: str | None) -> dict:
+    """Give a model directory a chat template and/or an end-of-turn token (``models.<name>.chat_template``,
+    ``eos_token``): the template goes to ``chat_template.jinja`` (which transformers prefers to the one in
+    ``tokenizer_config.json``), the token becomes the tokenizer's ``eos_token`` and joins
+    ``generation_config.json``'s ``eos_token_id``. Linked hub files are replaced by edited copies."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    model_dir = Path(model_dir)
+    info: dict = {}
+    if template is not None:
+        _replace_link(model_dir / "chat_template.jinja", template)
+        info["chat_template"] = "chat_template.jinja"
+    if eos_token is not None:
+        vocab = AutoTokenizer.from_pretrained(model_dir).get_vocab()
+        if eos_token not in vocab:
+            raise ValueError(f"eos_token {eos_token!r} is not a token of the model's vocabulary ({model_dir})")
+        eos_id = vocab[eos_token]
+        cfg_path = model_dir / "tokenizer_config.json"
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else {}
+        cfg["eos_token"] = eos_token
+        _replace_link(cfg_path, json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
+        gen_path = model_dir / "generation_config.json"
+        if gen_path.exists():
+            gen = json.loads(gen_path.read_text(encoding="utf-8"))
+            ids = gen.get("eos_token_id")
+            ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+            gen["eos_token_id"] = ids + [eos_id] if eos_id not in ids else ids
+            _replace_link(gen_path, json.dumps(gen, indent=2) + "\n")
+        info.update(eos_token=eos_token, eos_token_id=eos_id)
+    return info
+
+
 # --------------------------------------------------------------------------- tiny random models
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
     """A byte-level BPE tokenizer trained on ``texts``, with a ChatML chat template."""

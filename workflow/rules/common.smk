@@ -38,6 +38,18 @@ def model_dir(model):
     return f"resources/models/{model}"
 
 
+def chat_template_file(model):
+    """models.<model>.chat_template as a path: absolute, else relative to the working
+    directory when it exists there, else to the repository (config/paper/chat_templates/).
+    """
+    path = config["models"][model].get("chat_template")
+    if not path:
+        return []
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    return os.path.join(workflow.basedir, path)
+
+
 def all_targets():
     """The default target: the last stage of every model, as far as the pipeline goes."""
     targets = expand("results/{model}/pairs/pairs.jsonl", model=MODELS)

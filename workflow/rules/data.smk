@@ -2,6 +2,8 @@
 
 
 rule base_model:
+    input:
+        chat_template=lambda wc: chat_template_file(wc.model),
     output:
         directory("resources/models/{model}"),
     log:

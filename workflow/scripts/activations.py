@@ -2,13 +2,16 @@
 
 from pathlib import Path
 
-import torch
-
-from crosstune.cc_tuning.stages import activations_stage
-from crosstune.provenance import write_provenance
-from crosstune.workflow import log_to
+from crosstune.workflow import log_to, use_job_gpus
 
 log_to(snakemake.log[0])
+use_job_gpus(snakemake)  # this job's GPUs (resources: gpu) as CUDA_VISIBLE_DEVICES, before torch
+
+import torch  # noqa: E402
+
+from crosstune.cc_tuning.stages import activations_stage  # noqa: E402
+from crosstune.provenance import write_provenance  # noqa: E402
+
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
 

@@ -27,6 +27,10 @@ with atomic_path(out, directory=True) as tmp:
         info = models.save_tiny_model(
             src["family"], seed_texts(), tmp, seed=snakemake.params.seed, vocab_size=src["vocab_size"], **sizes
         )
+    if snakemake.input.get("chat_template") or spec.get("eos_token"):  # models.<name>.chat_template, eos_token
+        template = Path(snakemake.input.chat_template).read_text(encoding="utf-8") if snakemake.input.get(
+            "chat_template") else None  # fmt: skip
+        info["template"] = models.set_chat_template(tmp, template, spec.get("eos_token"))
     write_provenance(
         tmp, config=snakemake.config, seed=snakemake.params.seed, stage="base_model",
         extra={"model": name, "source": src, "info": info},

@@ -2,15 +2,18 @@
 
 import logging
 
-import torch
-
-from crosstune.evaluate.connection import Connection
-from crosstune.evaluate.generation import load_model
-from crosstune.evaluate.predict import predict_benchmark
-from crosstune.provenance import set_seed, write_provenance
-from crosstune.workflow import log_to
+from crosstune.workflow import log_to, use_job_gpus
 
 log_to(snakemake.log[0])
+use_job_gpus(snakemake)  # this job's GPUs (resources: gpu) as CUDA_VISIBLE_DEVICES, before torch
+
+import torch  # noqa: E402
+
+from crosstune.evaluate.connection import Connection  # noqa: E402
+from crosstune.evaluate.generation import load_model  # noqa: E402
+from crosstune.evaluate.predict import predict_benchmark  # noqa: E402
+from crosstune.provenance import set_seed, write_provenance  # noqa: E402
+
 p, wc = snakemake.params, snakemake.wildcards
 cfg = snakemake.config["evaluation"]
 torch.set_num_threads(snakemake.threads)

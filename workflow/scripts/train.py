@@ -2,12 +2,15 @@
 
 import sys
 
-import torch
-
-from crosstune.train.launch import run
-from crosstune.workflow import log_to
+from crosstune.workflow import log_to, use_job_gpus
 
 log_to(snakemake.log[0])
+use_job_gpus(snakemake)  # this job's GPUs (resources: gpu) as CUDA_VISIBLE_DEVICES, before torch
+
+import torch  # noqa: E402
+
+from crosstune.train.launch import run  # noqa: E402
+
 sys.stdout = sys.stderr  # the Trainer prints its loss lines to stdout: into the log too
 torch.set_num_threads(snakemake.threads)
 

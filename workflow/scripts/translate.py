@@ -7,9 +7,10 @@ from crosstune import translate
 from crosstune.data.sources import SEED_ENGINE, seed_translations
 from crosstune.io import read_jsonl, write_jsonl
 from crosstune.provenance import write_provenance
-from crosstune.workflow import log_to
+from crosstune.workflow import log_to, use_job_gpus
 
 log_to(snakemake.log[0])
+use_job_gpus(snakemake)  # this job's GPUs (resources: gpu) as CUDA_VISIBLE_DEVICES
 p = snakemake.params
 lang = snakemake.wildcards.lang
 
