@@ -119,3 +119,21 @@ def benchmark_inputs(wildcards):
         files += [f"{root}/{r['dir']}/{r['prompts']}/{wildcards.lang}.json",
                   f"{root}/{r['dir']}/{r['answers']}/{wildcards.lang}.json"]  # fmt: skip
     return files
+
+
+# ---------------------------------------------------------------- training jobs
+def train_gpus(method):
+    """GPUs of one training job: one per process (train.num_processes, per method), all in
+    ONE job that runs `accelerate launch`; 0 when resources.train.gpu is 0 or the method
+    trains on the CPU (train.device: cpu)."""
+    t = crosstune.train.settings.resolve(config, method)["train"]
+    if res("train", "gpu") == 0 or t["device"] == "cpu":
+        return 0
+    return t["num_processes"]
+
+
+def keep_model(path):
+    """A trained model directory, write-protected when storage.protect_models is set:
+    Snakemake then refuses to overwrite it (a changed setting or script stops the run
+    with an error naming it) instead of silently retraining; delete it to retrain."""
+    return protected(path) if config["storage"]["protect_models"] else path

@@ -9,29 +9,12 @@ crosstune.train.settings.check(config, workflow.basedir)
 TRAIN_METHODS = sorted(config["methods"])
 
 
-def train_gpus(method):
-    """GPUs of one training job: one per process (train.num_processes, per method), all in
-    ONE job that runs `accelerate launch`; 0 when resources.train.gpu is 0 or the method
-    trains on the CPU (train.device: cpu)."""
-    t = crosstune.train.settings.resolve(config, method)["train"]
-    if res("train", "gpu") == 0 or t["device"] == "cpu":
-        return 0
-    return t["num_processes"]
-
-
 if res("train", "gpu") not in (0, config["train"]["num_processes"]):
     raise crosstune.config.ConfigError(
         f"resources.train.gpu: {res('train', 'gpu')} differs from train.num_processes "
         f"({config['train']['num_processes']}); a training job uses one GPU per process: "
         "set resources.train.gpu to 0 (CPU) or to train.num_processes"
     )
-
-
-def keep_model(path):
-    """A trained model directory, write-protected when storage.protect_models is set:
-    Snakemake then refuses to overwrite it (a changed setting or script stops the run
-    with an error naming it) instead of silently retraining; delete it to retrain."""
-    return protected(path) if config["storage"]["protect_models"] else path
 
 
 wildcard_constraints:
