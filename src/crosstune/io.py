@@ -54,6 +54,12 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
+    for _, record in iter_numbered_jsonl(path):
+        yield record
+
+
+def iter_numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """(line number, record) of a JSON Lines file; blank lines are skipped but counted."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
@@ -67,7 +73,7 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
                 raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-            yield record
+            yield lineno, record
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:

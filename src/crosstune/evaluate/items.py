@@ -22,11 +22,9 @@ rule ``generate``), one line per item in the items' order::
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 
-from ..io import DataError
+from ..io import DataError, iter_numbered_jsonl
 
 TASKS = ("multiple_choice", "extractive_qa", "open_qa", "summarisation")
 
@@ -67,28 +65,13 @@ def _check_item(r: dict, where: str, benchmark: str, lang: str) -> dict:
     return r
 
 
-def _numbered(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, record) of a JSON Lines file; blank lines skipped but counted."""
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-            yield lineno, record
-
-
 def read_items(path: str | Path, benchmark: str, lang: str) -> list[dict]:
     """The items of one benchmark and language; bad lines raise DataError naming file:line."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: benchmark {benchmark} has no items for language {lang} (file not found)")
     items, seen = [], set()
-    for lineno, r in _numbered(path):
+    for lineno, r in iter_numbered_jsonl(path):
         items.append(_check_item(r, f"{path}:{lineno}", benchmark, lang))
         if r["id"] in seen:
             raise DataError(f"{path}:{lineno}: benchmark {benchmark}, language {lang}: duplicate id {r['id']!r}")
@@ -104,7 +87,7 @@ def read_predictions(path: str | Path, items: list[dict], benchmark: str, lang: 
     if not path.exists():
         raise DataError(f"{path}: no predictions for benchmark {benchmark}, language {lang}")
     by_id = {}
-    for lineno, r in _numbered(path):
+    for lineno, r in iter_numbered_jsonl(path):
         if not isinstance(r.get("output"), str) or "id" not in r:
             raise DataError(f"{path}:{lineno}: benchmark {benchmark}, language {lang}: needs 'id' and 'output'")
         by_id[r["id"]] = r
