@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
 
 import pytest
-import yaml
 
 from crosstune.benchmarks import validate_item
 
-from .conftest import REPO
+from .snakemake_runner import planned_jobs as planned
+from .snakemake_runner import snakemake
 
 TARGETS = ["results/benchmarks/xnli/ar.jsonl", "results/benchmarks/mkqa/zh.jsonl"]
-
-
-def snakemake(workdir, *args, override: dict | None = None, check=True):
-    """snakemake on config/tiny.yaml (which keeps the default benchmarks), plus an override."""
-    configs = [str(REPO / "config" / "tiny.yaml")]
-    if override:
-        path = workdir / "override.yaml"
-        path.write_text(yaml.safe_dump(override))
-        configs.append(str(path))
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "-s", str(REPO / "Snakefile"),
-           "--directory", str(workdir), *args, "--configfile", *configs]  # fmt: skip
-    run = subprocess.run(cmd, capture_output=True, text=True)
-    if check and run.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}")
-    return run
-
-
-def planned(run) -> dict[str, int]:
-    return {r: int(n) for r, n in re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.M) if r != "total"}
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
-import yaml
 
-from .conftest import REPO
+from .snakemake_runner import snakemake as run_snakemake
 
 # two bundled benchmarks, the untrained model only (training is tested elsewhere)
 OVERRIDE = {
@@ -23,14 +20,7 @@ TARGET = "results/eval/scores.tsv"
 
 
 def snakemake(workdir, *args):
-    (workdir / "override.yaml").write_text(yaml.safe_dump(OVERRIDE))
-    cmd = [sys.executable, "-m", "snakemake", TARGET, "--cores", "2", "-s", str(REPO / "Snakefile"),
-           "--directory", str(workdir), *args, "--configfile", str(REPO / "config" / "tiny.yaml"),
-           str(workdir / "override.yaml")]  # fmt: skip
-    run = subprocess.run(cmd, capture_output=True, text=True)
-    if run.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
-    return run
+    return run_snakemake(workdir, TARGET, *args, override=OVERRIDE)
 
 
 @pytest.fixture(scope="module")

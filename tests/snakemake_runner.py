@@ -1,0 +1,31 @@
+"""Running the workflow from tests: snakemake on config/tiny.yaml plus an override, in a work directory."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import yaml
+
+from .conftest import REPO
+
+
+def snakemake(workdir, *args, override: dict | None = None, check=True):
+    """Run snakemake on config/tiny.yaml, plus an ``override`` config merged on top."""
+    configs = [str(REPO / "config" / "tiny.yaml")]
+    if override:
+        path = workdir / "override.yaml"
+        path.write_text(yaml.safe_dump(override))
+        configs.append(str(path))
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "-s", str(REPO / "Snakefile"),
+           "--directory", str(workdir), *args, "--configfile", *configs]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if check and run.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}")
+    return run
+
+
+def planned_jobs(run) -> dict[str, int]:
+    """Job counts per rule from a dry run's 'Job stats' table."""
+    return {r: int(n) for r, n in re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.M) if r != "total"}
