@@ -73,3 +73,57 @@ def test_missing_decision_maker_is_a_clear_error(tiny_model_dir, tmp_path):
     model, tok = G.load_model(tiny_model_dir("llama"), device="cpu")
     with pytest.raises(FileNotFoundError, match="decision_maker.safetensors"):
         Connection(model, tok, tmp_path, tmp_path / "transform.safetensors")
+
+
+def oracle_items(lang: str) -> list[dict]:
+    """The language's NLI items with the English item of the same index as prompt_en."""
+    english = nli_items("en")
+    return [{**it, "prompt_en": en["prompt"]} for it, en in zip(nli_items(lang), english, strict=True)]
+
+
+def test_oracle_generation_takes_the_english_prompts(connected):
+    model, tok, conn = connected
+    oracle = Connection(model, tok, conn.source_dir, mode="oracle")
+    items = oracle_items("zh")
+    records = predict_language(model, tok, items, SETTINGS, connection=oracle)
+    reference = inference.generate(model, tok, [it["prompt"] for it in items], mode="oracle", dm=oracle.dm,
+                                   english_prompts=[it["prompt_en"] for it in items], batch_size=1,
+                                   max_new_tokens=6)  # fmt: skip
+    assert [r["output"] for r in records] == [x["text"] for x in reference]
+    assert [r["layer"] for r in records] == [x["layer"] for x in reference]
+    matrix = predict_language(model, tok, items, SETTINGS, connection=conn)
+    assert [r["output"] for r in records] != [r["output"] for r in matrix]  # a different connection
+
+
+def test_oracle_option_logliks_use_the_english_prompt(connected):
+    model, tok, conn = connected
+    oracle = Connection(model, tok, conn.source_dir, mode="oracle")
+    items = oracle_items("zh")
+    records = predict_language(model, tok, items, SETTINGS, connection=oracle)
+    it, got = items[1], records[1]["option_loglik"]
+    ctx = G.encode(tok, G.chat_text(tok, it["prompt"]))
+    en = G.encode(tok, G.chat_text(tok, it["prompt_en"]))
+    p = torch.tensor([len(ctx) - 1])
+    for option, total in zip(["蕴涵", "中立", "矛盾"], got, strict=True):
+        _, cont = G.encode_pair(tok, G.chat_text(tok, it["prompt"]), option)
+        with torch.no_grad():
+            with capture_mlp(model, torch.tensor([len(en) - 1])) as cap:  # a_l at p of the English prompt
+                model(torch.tensor([en]))
+            c, _ = oracle.dm(cap.stacked(), input_embeddings(model, torch.tensor([ctx[-1]])), choice="argmax")
+            with inject(model, p, c):
+                logprobs = torch.log_softmax(model(torch.tensor([ctx + cont])).logits[0, :-1].float(), -1)
+        expected = logprobs[len(ctx) - 1 :].gather(-1, torch.tensor(cont)[:, None]).sum().item()
+        assert total == pytest.approx(expected, abs=1e-4)
+
+
+def test_oracle_without_english_prompts_is_a_clear_error(connected):
+    model, tok, conn = connected
+    oracle = Connection(model, tok, conn.source_dir, mode="oracle")
+    with pytest.raises(ValueError, match=r"xnli/zh: .*prompt_en.*xnli/zh/0000"):
+        predict_language(model, tok, nli_items("zh"), SETTINGS, desc="xnli/zh", connection=oracle)
+
+
+def test_matrix_mode_needs_the_transform(connected):
+    model, tok, conn = connected
+    with pytest.raises(ValueError, match="Transform Matrix"):
+        Connection(model, tok, conn.source_dir, mode="matrix")

@@ -22,6 +22,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from crosstune.benchmarks import load_template
+
 REPO = Path(__file__).resolve().parent.parent
 PAPER = REPO / "config" / "paper"
 RECIPES = ["llama-3.1-8b.yaml", "qwen2.5-7b.yaml", "mistral-7b-v0.3.yaml"]
@@ -68,7 +70,16 @@ def expected_counts(configs: list[dict]) -> dict:
     models = sorted({m for c in configs for m in c["models"]})
     methods = cfg["methods"]
     cc = [m for m, s in methods.items() if s["type"] == "cc_tuning"]
-    benchmark_pairs = sum(len(template_languages(b)) for b in cfg["benchmarks"]["run"])
+    benchmarks = cfg["benchmarks"]["run"]
+    benchmark_pairs = sum(len(template_languages(b)) for b in benchmarks)
+    # evaluated rows: base, every method but cc_tuning, and each cc_tuning method once per inference
+    # mode; one generate and one score job per (model, row, benchmark), all the benchmark's languages
+    # in one job; the oracle mode needs parallel benchmarks (not XL-Sum: no English version)
+    modes = cfg["evaluation"]["cc_tuning"]["modes"]
+    parallel = [b for b in benchmarks if load_template(b).parallel]
+    per_model = (1 + len(methods) - len(cc)) * len(benchmarks) + len(cc) * sum(
+        len(parallel) if mode == "oracle" else len(benchmarks) for mode in modes
+    )
     counts = {
         "base_model": len(models),
         "source_data": 1,
@@ -80,18 +91,14 @@ def expected_counts(configs: list[dict]) -> dict:
         "transform": len(models) * len(cc),
         "all": 1,
         "benchmarks": 1,
-        # one generate and one score job per (model, evaluated method, benchmark), all the benchmark's
-        # languages in one job; evaluated: base + every method (cc_tuning in evaluation.cc_tuning's mode)
-        "generate": len(models) * (1 + len(methods)) * len(cfg["benchmarks"]["run"]),
-        "score": len(models) * (1 + len(methods)) * len(cfg["benchmarks"]["run"]),
+        "generate": len(models) * per_model,
+        "score": len(models) * per_model,
         "aggregate": 1,
     }
     return counts
 
 
 def template_languages(benchmark: str) -> list[str]:
-    from crosstune.benchmarks import load_template
-
     return list(load_template(benchmark).languages)
 
 
@@ -131,7 +138,8 @@ def test_recipe_dry_run_job_counts_and_resources(tmp_path, name):
     counts, jobs = dry_run(tmp_path, PAPER / name)
     assert counts == expected_counts([cfg])
     assert counts["benchmark_data"] == 60 and counts["train"] == 8 and counts["translate"] == 21
-    assert counts["generate"] == 9 * 6  # (base + 8 methods) x 6 benchmarks
+    # (base + 7 methods) x 6 benchmarks + cc_tuning's matrix and none x 6 + oracle x 5 (not XL-Sum)
+    assert counts["generate"] == 8 * 6 + 2 * 6 + 5
     check_resources(cfg, jobs)
 
 
@@ -159,7 +167,7 @@ def test_grid_of_three_recipes(tmp_path):
     counts, jobs = dry_run(tmp_path, *(PAPER / r for r in RECIPES))
     assert counts == expected_counts(configs)
     assert counts["train"] == 24 and counts["base_model"] == 3 and counts["benchmark_data"] == 60
-    assert counts["generate"] == counts["score"] == 3 * 9 * 6
+    assert counts["generate"] == counts["score"] == 3 * (10 * 6 + 5)
     assert {j["wildcards"]["model"] for j in jobs if j["rule"] == "train"} == {
         "llama-3.1-8b", "qwen2.5-7b", "mistral-7b-v0.3"}  # fmt: skip
     check_resources(configs[0], jobs)

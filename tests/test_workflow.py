@@ -109,5 +109,35 @@ def test_tiny_dag_fits_the_cc_tuning_transform(tiny_run):
 def test_cc_tuning_settings_rerun_their_stages_only(tiny_run):
     jobs = planned_jobs(snakemake(tiny_run, "-n", override={"cc_tuning": {"ridge": 0.1}}))
     assert jobs.get("transform") == 1 and not {"activations", "train", "pairs"} & set(jobs)
+    # only the matrix mode decodes with the Transform Matrix: its six generate jobs rerun, not oracle's or none's
+    assert jobs.get("generate") == 6 and jobs.get("score") == 6
     jobs = planned_jobs(snakemake(tiny_run, "-n", override={"cc_tuning": {"n_pairs": 30}}))
     assert jobs.get("activations") == 1 and jobs.get("transform") == 1 and "train" not in jobs
+
+
+def test_cc_tuning_is_scored_in_three_inference_modes(tiny_run):
+    """cc_tuning@matrix, @oracle (parallel benchmarks only) and @none: separate predictions and rows."""
+    import pandas as pd
+
+    evals = tiny_run / "results/tiny-llama/eval"
+    outputs = {}
+    for mode in ("matrix", "oracle", "none"):
+        records = [json.loads(x) for x in (evals / f"cc_tuning@{mode}/xnli/predictions/sw.jsonl").open()]
+        assert len(records) >= 8
+        assert all(("layer" in r) == (mode != "none") for r in records)
+        outputs[mode] = [r["option_loglik"] for r in records]
+        meta = json.loads((evals / f"cc_tuning@{mode}/xnli/predictions/provenance.json").read_text())
+        cc = meta["settings"].get("cc_tuning")
+        assert (cc or {}).get("mode") == (None if mode == "none" else mode)
+        assert bool((cc or {}).get("transform")) == (mode == "matrix")
+    assert (evals / "cc_tuning@matrix/xlsum/scores/metrics.tsv").is_file()
+    assert not (evals / "cc_tuning@oracle/xlsum").exists()  # XL-Sum has no English version of its items
+    # each connection changes what the model scores (the tiny model's greedy answers are all "\n")
+    assert outputs["none"] != outputs["matrix"] and outputs["none"] != outputs["oracle"]
+    assert outputs["matrix"] != outputs["oracle"]
+    table = pd.read_csv(tiny_run / "results/eval/scores.tsv", sep="\t")
+    rows = set(table.method)
+    assert {"base", "sft", "cc_tuning@matrix", "cc_tuning@oracle", "cc_tuning@none"} <= rows
+    assert "cc_tuning" not in rows
+    assert set(table[table.method == "cc_tuning@oracle"].benchmark) == {"xnli", "xstorycloze", "mmmlu", "xquad", "mkqa"}
+    assert "cc_tuning@oracle" in (tiny_run / "results/eval/tables/xnli.md").read_text()

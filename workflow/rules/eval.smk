@@ -151,12 +151,7 @@ rule aggregate:
         runtime=res("aggregate", "runtime"),
         gpu=res("aggregate", "gpu"),
     params:
-        jobs=[
-            {"model": m, "method": meth, "benchmark": b}
-            for m in MODELS
-            for meth in EVAL_METHODS
-            for b in EVAL_BENCHMARKS
-        ],
+        jobs=EVAL_JOBS,
         methods=EVAL_METHODS,
         benchmarks=EVAL_BENCHMARKS,
         baseline=config["evaluation"]["baseline"],

@@ -2,19 +2,41 @@
 
 import crosstune.train.settings  # noqa: E402
 
+# A cc_tuning method is evaluated once per inference mode (evaluation.cc_tuning.modes),
+# each its own row and path: results/{model}/eval/cc_tuning@matrix/...
+MODE_SEP = "@"
+CC_MODES = ("matrix", "oracle", "none")
+
+
+def is_cc_tuning(method):
+    return config.get("methods", {}).get(method, {}).get("type") == "cc_tuning"
+
 
 def eval_methods():
-    """Methods evaluated: evaluation.methods, or base + every method under `methods:`."""
+    """Rows evaluated: evaluation.methods, or base + every method under `methods:`;
+    a cc_tuning method expands to one row per mode (`cc_tuning@oracle` picks one)."""
     trained = list(config.get("methods", {}))
     chosen = config["evaluation"]["methods"]
-    methods = ["base"] + trained if chosen is None else list(chosen)
-    unknown = [m for m in methods if m != "base" and m not in trained]
-    if unknown:
-        raise ValueError(
-            f"evaluation.methods: {unknown} not configured under `methods:` "
-            f"(configured: {trained or 'none'}; 'base' is the untrained model)"
-        )
-    return methods
+    names = ["base"] + trained if chosen is None else list(chosen)
+    rows = []
+    for name in names:
+        method, _, mode = name.partition(MODE_SEP)
+        if method != "base" and method not in trained:
+            raise ValueError(
+                f"evaluation.methods: {name!r} not configured under `methods:` "
+                f"(configured: {trained or 'none'}; 'base' is the untrained model)"
+            )
+        if mode and (not is_cc_tuning(method) or mode not in CC_MODES):
+            raise ValueError(
+                f"evaluation.methods: {name!r}: only cc_tuning methods take a mode, "
+                f"one of {', '.join(CC_MODES)}"
+            )
+        if is_cc_tuning(method) and not mode:
+            modes = config["evaluation"]["cc_tuning"]["modes"]
+            rows += [f"{method}{MODE_SEP}{m}" for m in modes]
+        else:
+            rows.append(name)
+    return list(dict.fromkeys(rows))
 
 
 # {benchmark: languages} of the benchmarks to evaluate (benchmarks.run), from common.smk
@@ -23,29 +45,37 @@ EVAL_METHODS = eval_methods()
 EVAL_DIR = "results/{model}/eval/{method}/{benchmark}"
 
 
-def eval_model_dir(model, method):
-    """Model directory evaluated as `method`: the base model or rule train's output."""
+def eval_model_dir(model, row):
+    """Model directory evaluated as `row`: the base model or rule train's output."""
+    method = row.partition(MODE_SEP)[0]
     if method == "base":
         return model_dir(model)
     return f"results/{model}/train/{method}/model"
 
 
-def eval_cc_tuning(method):
-    """CC-Tuning evaluation settings of `method`, or None (not cc_tuning, or connection: none)."""
-    spec = config.get("methods", {}).get(method)
-    cc = config["evaluation"]["cc_tuning"]
-    if not spec or spec["type"] != "cc_tuning" or cc["connection"] == "none":
+def eval_cc_tuning(row):
+    """CC-Tuning inference settings of an evaluation row, or None (not cc_tuning, or mode none)."""
+    method, _, mode = row.partition(MODE_SEP)
+    if not is_cc_tuning(method) or mode in ("", "none"):
         return None
     tau = crosstune.train.settings.resolve(config, method).get("tau", 1.0)
-    return {**cc, "tau": tau}
+    layer_choice = config["evaluation"]["cc_tuning"]["layer_choice"]
+    return {"mode": mode, "layer_choice": layer_choice, "tau": tau}
 
 
 def eval_transform(wildcards):
-    """The Transform Matrix (rule transform) a cc_tuning method is evaluated with."""
-    if eval_cc_tuning(wildcards.method) is None:
+    """The Transform Matrix (rule transform) a cc_tuning row in matrix mode decodes with."""
+    cc = eval_cc_tuning(wildcards.method)
+    if cc is None or cc["mode"] != "matrix":
         return []
+    method = wildcards.method.partition(MODE_SEP)[0]
+    return f"results/{wildcards.model}/cc_tuning/{method}/transform.safetensors"
+
+
+def evaluated(row, benchmark):
+    """Oracle rows need each item's English prompt: parallel benchmarks only (not XL-Sum)."""
     return (
-        f"results/{wildcards.model}/cc_tuning/{wildcards.method}/transform.safetensors"
+        not row.endswith(f"{MODE_SEP}oracle") or _bm.load_template(benchmark).parallel
     )
 
 
@@ -62,17 +92,30 @@ def eval_seed():
     return config["seed"] if seed is None else seed
 
 
+EVAL_JOBS = [
+    {"model": m, "method": row, "benchmark": b}
+    for m in MODELS
+    for row in EVAL_METHODS
+    for b in EVAL_BENCHMARKS
+    if evaluated(row, b)
+]
+
+
 def score_outputs(kind):
-    return expand(
-        f"{EVAL_DIR}/scores/{kind}",
-        model=MODELS,
-        method=EVAL_METHODS,
-        benchmark=list(EVAL_BENCHMARKS),
-    )
+    return [EVAL_DIR.format(**job) + f"/scores/{kind}" for job in EVAL_JOBS]
+
+
+def eval_row_names():
+    """Every row a path may name: base, the methods, each cc_tuning method with each mode."""
+    for method in config.get("methods", {}):
+        if is_cc_tuning(method):
+            yield from (f"{method}{MODE_SEP}{mode}" for mode in CC_MODES)
+        else:
+            yield method
 
 
 EVAL_WILDCARDS = dict(
-    method="|".join(map(re.escape, ["base", *config.get("methods", {})])),
+    method="|".join(map(re.escape, ["base", *eval_row_names()])),
     benchmark="|".join(map(re.escape, EVAL_BENCHMARKS)) or "none",
 )
 

@@ -28,10 +28,11 @@ model, tokenizer = load_model(snakemake.input.model, snakemake.input.base, p.dty
 logging.info("%s/%s on %s: %s on %s", wc.model, wc.method, wc.benchmark, type(model).__name__, model.device)
 items = dict(zip(p.languages, snakemake.input.questions, strict=True))
 connection = None
-if p.cc_tuning:  # CC-Tuning: decode with the cross-lingual connection (Decision Maker + Transform Matrix)
-    settings["cc_tuning"] = {**p.cc_tuning, "transform": snakemake.input.transform}
-    connection = Connection(model, tokenizer, snakemake.input.model, snakemake.input.transform,
-                            p.cc_tuning["layer_choice"], p.cc_tuning["tau"], snakemake.config["seed"])  # fmt: skip
+if p.cc_tuning:  # CC-Tuning row in mode matrix or oracle: decode with the cross-lingual connection
+    transform = snakemake.input.transform or None  # matrix mode only
+    settings["cc_tuning"] = {**p.cc_tuning, "transform": transform}
+    connection = Connection(model, tokenizer, snakemake.input.model, transform, p.cc_tuning["layer_choice"],
+                            p.cc_tuning["tau"], snakemake.config["seed"], mode=p.cc_tuning["mode"])  # fmt: skip
 
 
 def finalize(tmp, stats):

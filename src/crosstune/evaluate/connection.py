@@ -1,13 +1,20 @@
 """CC-Tuning's cross-lingual connection at evaluation time (METHODS.md section 2, inference).
 
-A method of type ``cc_tuning`` is evaluated as the paper does in its monolingual
-setting: for each prompt, the FFN outputs a_l at its last token p come from a
-plain pass, are mapped by the Transform Matrix (a'_l = a_l X), the trained
-Decision Maker picks one layer from u = mean_l(a'_l) + e_p, and that a'_l is
-added to the hidden state after decoder layer 0 at p. Generation uses
+A method of type ``cc_tuning`` is scored in three inference modes, each its own
+row (``cc_tuning@matrix`` ...): ``none`` is plain decoding (no :class:`Connection`),
+and this class serves the other two. For each prompt, FFN outputs a_l (one per
+layer) are taken at p, the last prompt token:
+
+* ``matrix`` - the paper's monolingual setting: from a plain pass over the
+  prompt itself, mapped by the Transform Matrix, a'_l = a_l X;
+* ``oracle`` - from a pass over the item's real English prompt (``prompt_en``),
+  as in training: the upper bound the matrix approximates.
+
+The trained Decision Maker picks one layer from u = mean_l(a'_l) + e_p and that
+a'_l is added to the hidden state after decoder layer 0 at p. Generation uses
 :func:`crosstune.cc_tuning.inference.generate_batch` (prefill once, recompute p
-with the connection); option log-likelihoods run the same plain pass to get c,
-then the scored prompt pass with c injected at p, so both see the same model.
+with the connection); option log-likelihoods compute c the same way, then run
+the scored prompt pass with c injected at p, so both see the same model.
 
 ``layer_choice``: ``argmax`` (deterministic, the default) or ``gumbel`` (the
 released code's random choice, seeded; generation and the likelihood pass then
@@ -17,57 +24,86 @@ draw separately).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 DECISION_MAKER = "decision_maker.safetensors"
+MODES = ("matrix", "oracle")
 
 
 class Connection:
-    def __init__(self, model, tokenizer, model_dir: str | Path, transform: str | Path, layer_choice: str = "argmax",
-                 tau: float = 1.0, seed: int = 0):  # fmt: skip
+    def __init__(self, model, tokenizer, model_dir: str | Path, transform: str | Path | None = None,
+                 layer_choice: str = "argmax", tau: float = 1.0, seed: int = 0, mode: str = "matrix"):  # fmt: skip
         from ..cc_tuning.decision import load_decision_maker
         from ..cc_tuning.transform import load_transform
 
+        if mode not in MODES:
+            raise ValueError(f"cc_tuning connection mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if mode == "matrix" and not transform:
+            raise ValueError("cc_tuning matrix mode needs the Transform Matrix file (rule transform)")
         path = Path(model_dir) / DECISION_MAKER
         if not path.exists():
             raise FileNotFoundError(f"{model_dir}: no {DECISION_MAKER}; was this model trained as cc_tuning?")
         device = next(model.parameters()).device
-        self.model, self.tokenizer = model, tokenizer
+        self.model, self.tokenizer, self.mode, self.source_dir = model, tokenizer, mode, Path(model_dir)
         self.dm = load_decision_maker(path, device=device)
-        self.matrices = load_transform(transform)
+        self.matrices = load_transform(transform) if mode == "matrix" else None
         self.layer_choice, self.tau = layer_choice, tau
         self.generator = torch.Generator(device=device).manual_seed(seed) if layer_choice == "gumbel" else None
 
-    def generate(self, prompt_ids: list[list[int]], lang: str, max_new_tokens: int) -> dict:
-        """{"tokens": new tokens before eos per prompt, "layers": the chosen layer per prompt}."""
+    @property
+    def needs_english(self) -> bool:
+        return self.mode == "oracle"
+
+    def generate(self, prompt_ids: list[list[int]], lang: str, max_new_tokens: int,
+                 english_ids: Sequence[Sequence[int]] | None = None) -> dict:  # fmt: skip
+        """{"tokens": new tokens before eos per prompt, "layers": the chosen layer per prompt}.
+
+        ``english_ids``: the tokenized English prompt of each prompt (oracle mode).
+        """
         from ..cc_tuning.inference import generate_batch
 
-        return generate_batch(self.model, self.tokenizer, prompt_ids, mode="matrix", dm=self.dm,
-                              matrices=self.matrices, langs=[lang] * len(prompt_ids), max_new_tokens=max_new_tokens,
-                              layer_choice=self.layer_choice, tau=self.tau, generator=self.generator)  # fmt: skip
+        return generate_batch(self.model, self.tokenizer, prompt_ids, mode=self.mode, dm=self.dm,
+                              matrices=self.matrices, langs=[lang] * len(prompt_ids), english_ids=english_ids,
+                              max_new_tokens=max_new_tokens, layer_choice=self.layer_choice, tau=self.tau,
+                              generator=self.generator)  # fmt: skip
 
-    def vectors(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, lang: str) -> torch.Tensor:
-        """c for each left-padded prompt (its last column is p), from a plain pass."""
-        from ..cc_tuning.connection import capture_mlp, input_embeddings
+    def vectors(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, lang: str,
+                english_ids: Sequence[Sequence[int]] | None = None) -> torch.Tensor:  # fmt: skip
+        """c for each left-padded prompt (its last column is p): from a plain pass over the prompt
+        (matrix) or over its English prompt (oracle)."""
+        from ..cc_tuning.connection import capture_mlp, input_embeddings, pad_token_id
         from ..cc_tuning.inference import map_activations
+        from ..cc_tuning.transform import prompt_activations
 
-        last = torch.full((ids.shape[0],), ids.shape[1] - 1, dtype=torch.long, device=ids.device)
-        with torch.no_grad(), capture_mlp(self.model, last) as cap:
-            self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
-        a = map_activations(cap.stacked(), self.matrices, [lang] * ids.shape[0])
+        if self.mode == "oracle":
+            if english_ids is None or len(english_ids) != ids.shape[0]:
+                raise ValueError("cc_tuning oracle mode needs one English prompt per prompt")
+            a = prompt_activations(self.model, english_ids, pad_token_id(self.tokenizer))
+        else:
+            last = torch.full((ids.shape[0],), ids.shape[1] - 1, dtype=torch.long, device=ids.device)
+            with torch.no_grad(), capture_mlp(self.model, last) as cap:
+                self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
+            a = map_activations(cap.stacked(), self.matrices, [lang] * ids.shape[0])
         e = input_embeddings(self.model, ids[:, -1]).to(a.dtype)
         c, _ = self.dm(a, e, choice=self.layer_choice, tau=self.tau, generator=self.generator)
         return c
 
-    def prompt_hook(self, lang: str):
-        """For :func:`.generation.token_logliks`: inject c at p during the scored prompt pass."""
+    def prompt_hook(self, lang: str, english_of: dict[tuple[int, ...], list[int]] | None = None):
+        """For :func:`.generation.token_logliks`: inject c at p during the scored prompt pass.
+
+        ``english_of`` (oracle mode): tokenized prompt -> its tokenized English prompt.
+        """
         from ..cc_tuning.connection import inject
 
         @contextlib.contextmanager
         def hook(ids, mask, positions):
-            c = self.vectors(ids, mask, positions, lang)
+            english = None
+            if self.needs_english:  # each row's prompt without its left padding names its English prompt
+                english = [english_of[tuple(row[m.bool()].tolist())] for row, m in zip(ids, mask, strict=True)]
+            c = self.vectors(ids, mask, positions, lang, english)
             last = torch.full((ids.shape[0],), ids.shape[1] - 1, dtype=torch.long, device=ids.device)
             with inject(self.model, last, c, calls=1):
                 yield

@@ -32,7 +32,16 @@ def option_continuations(item: dict, mode: str) -> list[str]:
     return [str(o["text"] if mode == "text" else o["label"]) for o in item["options"]]
 
 
-def _connected_generate(connection, ids, lang, g, limits, desc) -> tuple[list, list]:
+def english_prompt_ids(tokenizer, items: list[dict], desc: str = "") -> list[list[int]]:
+    """The chat-templated English prompt of every item (CC-Tuning's oracle mode)."""
+    missing = [it["id"] for it in items if not it.get("prompt_en")]
+    if missing:
+        raise ValueError(f"{desc}: cc_tuning oracle mode needs each item's English prompt (prompt_en); "
+                         f"{len(missing)} items have none, e.g. {missing[0]} (not a parallel benchmark?)")  # fmt: skip
+    return [gen.encode(tokenizer, gen.chat_text(tokenizer, it["prompt_en"])) for it in items]
+
+
+def _connected_generate(connection, ids, english, lang, g, limits, desc) -> tuple[list, list]:
     """CC-Tuning generation in the same batches as :func:`.generation.greedy_generate`."""
     from tqdm.auto import tqdm
 
@@ -40,7 +49,8 @@ def _connected_generate(connection, ids, lang, g, limits, desc) -> tuple[list, l
     with tqdm(total=len(ids), desc=f"{desc} (connection)", unit="prompt", mininterval=5) as bar:
         for batch in gen.batches([len(x) for x in ids], g["batch_size"], limits["max_batch_tokens"],
                                  g["max_new_tokens"], limits["max_padding"]):  # fmt: skip
-            out = connection.generate([ids[i] for i in batch], lang, g["max_new_tokens"])
+            english_ids = [english[i] for i in batch] if english is not None else None
+            out = connection.generate([ids[i] for i in batch], lang, g["max_new_tokens"], english_ids)
             for j, i in enumerate(batch):
                 toks = out["tokens"][j]  # cut before the first eos
                 outputs[i] = (toks, "eos" if len(toks) < g["max_new_tokens"] else "length")
@@ -54,18 +64,22 @@ def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: 
     """Greedy outputs for ``items`` and, for multiple-choice items, option log-likelihoods.
 
     ``connection`` (:class:`.connection.Connection`): evaluate with CC-Tuning's connection;
-    each record then also holds the Decision Maker's chosen ``layer``.
+    each record then also holds the Decision Maker's chosen ``layer``. In oracle mode
+    the connection comes from each item's English prompt (``prompt_en``).
     """
     texts = [gen.chat_text(tokenizer, it["prompt"]) for it in items]
     ids = [gen.encode(tokenizer, t) for t in texts]
     g = settings["generation"]
     lang = items[0].get("lang")
     limits = {"max_batch_tokens": g.get("max_batch_tokens"), "max_padding": g.get("max_padding")}
+    english = None
+    if connection is not None and connection.needs_english:
+        english = english_prompt_ids(tokenizer, items, desc)
     if connection is None:
         outputs = gen.greedy_generate(model, tokenizer, ids, g["max_new_tokens"], g["batch_size"], desc, **limits)
         layers = None
     else:
-        outputs, layers = _connected_generate(connection, ids, lang, g, limits, desc)
+        outputs, layers = _connected_generate(connection, ids, english, lang, g, limits, desc)
     records = []
     for k, (it, (new_tokens, stopped), n_prompt) in enumerate(zip(items, outputs, map(len, ids), strict=True)):
         records.append({
@@ -84,7 +98,10 @@ def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: 
             for cont in option_continuations(items[i], ll["continuation"]):
                 requests.append((texts[i], cont))
                 owner.append(i)
-        hook = connection.prompt_hook(lang) if connection is not None else None
+        hook = None
+        if connection is not None:  # the scored contexts are the prompts: map each to its English prompt
+            english_of = {tuple(x): e for x, e in zip(ids, english, strict=True)} if english is not None else None
+            hook = connection.prompt_hook(lang, english_of)
         scores = gen.option_logliks(model, tokenizer, requests, ll["batch_size"], f"{desc} options", **limits,
                                     prompt_hook=hook)  # fmt: skip
         for i in mc:
