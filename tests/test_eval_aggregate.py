@@ -176,6 +176,14 @@ def test_benchmark_without_english(tmp_path):
     assert retention.splitlines()[-1] == "| tiny | better | 100.0 | – | – |"
 
 
+def test_english_only_benchmark(tmp_path):
+    table, reps = score_jobs(tmp_path, ("base", "better"), ("en",))
+    assert "avg_x" not in set(table.language) and table.value.dtype == float and table.n.dtype == int
+    md = agg.benchmark_markdown(table, agg.paired_gains(table, reps, "base"), "xnli", ["base", "better"], ["en"],
+                                "base", 0.95)  # fmt: skip
+    assert accuracy_rows(md)[1] == ["base", "35.0", "–", "35.0"]
+
+
 def test_plots_are_written(scored, tmp_path):
     table, gains = scored
     for name, draw in [("heat.png", lambda p: agg.heatmap(table, "tiny", "xnli", ["base", "sft"], list(LANGS), p)),

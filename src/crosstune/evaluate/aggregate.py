@@ -107,7 +107,7 @@ def target_average(metrics: pd.DataFrame, reps: dict, confidence: float = 0.95) 
         lo, hi = bs.interval(r, confidence)
         rows.append({"benchmark": g.benchmark.iloc[0], "language": TARGET_AVG, "metric": metric,
                      "value": g.value.mean(), "ci_low": lo, "ci_high": hi, "n": int(g.n.sum())})  # fmt: skip
-    return pd.DataFrame(rows, columns=metrics.columns)
+    return pd.DataFrame(rows, columns=metrics.columns).astype(metrics.dtypes.to_dict())
 
 
 def _same_items(language: str, order_m: dict, order_b: dict) -> bool:
