@@ -47,6 +47,10 @@ def test_generate_score_aggregate(eval_run):
     assert {"rouge_l", "chrf"} <= set(table[table.benchmark == "xlsum"].metric)
     assert pd.read_parquet(eval_run / "results/eval/scores.parquet").shape == table.shape
     assert (eval_run / "results/eval/tables/xnli.md").read_text().startswith("# xnli")
+    # xnli has en and zh: its non-English average is zh's score
+    xnli = table[table.benchmark == "xnli"].set_index(["language", "metric"]).value
+    assert xnli.loc["avg_x"].to_dict() == pytest.approx(xnli.loc["zh"].to_dict(), nan_ok=True)
+    assert "| tiny-llama | base | " in (eval_run / "results/eval/tables/retention.md").read_text()
     for fig in ("xnli_heatmap.png", "xlsum_gain.png"):
         assert (eval_run / "results/eval/figures/tiny-llama" / fig).stat().st_size > 1000
 

@@ -5,7 +5,7 @@
 #       items.jsonl (per-item scores), metrics.tsv (per language, with 95% CIs),
 #       replicates.npz (bootstrap replicates), provenance.json
 #   results/eval/scores.tsv|.parquet, gains.tsv, tables/{benchmark}.md,
-#   figures/{model}/{benchmark}_heatmap.png|_gain.png                    (aggregate)
+#   tables/retention.md, figures/{model}/{benchmark}_heatmap.png|_gain.png  (aggregate)
 #
 # Method "base" is the untrained base model; every other method is a model
 # trained by rule train (results/{model}/train/{method}/model).
@@ -119,6 +119,12 @@ rule aggregate:
             )
             for b in EVAL_BENCHMARKS
         ],
+        retention=report(
+            f"{AGG}/tables/retention.md",
+            caption="../report/retention.rst",
+            category="Evaluation",
+            labels={"table": "English retention"},
+        ),
         heatmaps=[
             report(
                 f"{AGG}/figures/{m}/{b}_heatmap.png",

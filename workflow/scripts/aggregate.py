@@ -1,4 +1,4 @@
-"""Rule aggregate: the long table, paired gains over the baseline, wide tables and plots."""
+"""Rule aggregate: the long table, paired gains over the baseline, wide tables, English retention, plots."""
 
 import logging
 from pathlib import Path
@@ -13,7 +13,7 @@ jobs = []
 for job, metrics, reps, meta in zip(p.jobs, inp.metrics, inp.replicates, inp.meta, strict=True):
     assert f"/{job['model']}/eval/{job['method']}/{job['benchmark']}/" in metrics, (job, metrics)
     jobs.append({**job, "metrics": metrics, "replicates": reps, "provenance": meta})
-table, reps = agg.load_scores(jobs)
+table, reps = agg.load_scores(jobs, p.confidence)
 gains = agg.paired_gains(table, reps, p.baseline, p.confidence)
 
 with atomic_path(out.table) as tmp:
@@ -28,6 +28,9 @@ for path in out.tables:
                                   p.confidence)  # fmt: skip
     with atomic_path(path) as tmp:
         tmp.write_text(text + "\n", encoding="utf-8")
+with atomic_path(out.retention) as tmp:
+    text = agg.retention_markdown(table, reps, p.methods, list(p.benchmarks), p.confidence)
+    tmp.write_text(text + "\n", encoding="utf-8")
 for heat, gain in zip(out.heatmaps, out.gain_charts, strict=True):
     model, benchmark = Path(heat).parent.name, Path(heat).name.removesuffix("_heatmap.png")
     with atomic_path(heat) as tmp:

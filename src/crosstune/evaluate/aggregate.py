@@ -1,20 +1,39 @@
 """The aggregate stage: one tidy table, paired gains over the baseline, wide tables, plots.
 
 * long table: model, method, benchmark, language, metric, value, ci_low, ci_high, n
-  (every score of every score job, values in [0, 1]);
+  (every score of every score job, values in [0, 1]). Besides the score stage's
+  rows (the languages, ``avg`` over all of them, ``all`` for consistency) it holds
+  language ``avg_x``: the unweighted mean over the benchmark's non-English
+  languages (the target languages), computed as the score stage computes ``avg``
+  (mean of the values; replicate by replicate the mean of the languages'
+  bootstrap replicates, so it pairs across methods like ``avg`` does);
 * gains: each method minus the baseline method (``sft``) on the same items, with
   a paired-bootstrap interval (the two methods' replicates share their resamples,
-  :mod:`.bootstrap`); ``significant`` when the interval excludes zero;
-* wide Markdown tables per benchmark in the papers' layout (methods x languages
-  + Avg, values x 100), gains whose interval excludes zero marked ↑ / ↓;
-* per model and benchmark a heatmap of the primary metric (methods x languages)
-  and a bar chart of each method's gain over the baseline per language.
+  :mod:`.bootstrap`); ``significant`` when the interval excludes zero. A gain of
+  an average (``avg``, ``avg_x``) or of ``all`` is paired only when every
+  language was scored on the same items for both methods;
+* wide Markdown tables per benchmark in the papers' layout (methods x languages,
+  values x 100), gains whose interval excludes zero marked ↑ / ↓, followed by two
+  summary columns: ``Avg (non-en)`` (``avg_x``) and ``En`` (the English score
+  again, beside it, so a target-language gain can be read against the English
+  loss that CLO-style training trades for it; "–" when the benchmark has no
+  English, so every benchmark's table has the same columns). The all-language
+  mean (the papers' "Avg") is left out of the wide tables: it mixes the two
+  quantities the summary columns keep apart, and it follows from the language
+  columns. It stays in the long table (language ``avg``) for comparisons with
+  published numbers;
+* a retention table over all benchmarks (:func:`retention_markdown`): per model
+  and method the primary metric's ``avg_x``, ``En`` and ``ΔEn`` = En(method) -
+  En(``base``, the untrained model) with a paired-bootstrap interval;
+* per model and benchmark a heatmap of the primary metric (methods x languages
+  + Avg (non-en)) and a bar chart of each method's gain over the baseline per language.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +46,11 @@ log = logging.getLogger(__name__)
 COLUMNS = ["model", "method", "benchmark", "language", "metric", "value", "ci_low", "ci_high", "n"]
 GAIN_COLUMNS = ["model", "method", "baseline", "benchmark", "language", "metric",
                 "gain", "ci_low", "ci_high", "n", "significant"]  # fmt: skip
-SPECIAL_LANGS = ("avg", "all")
+ENGLISH = "en"
+TARGET_AVG = "avg_x"  # unweighted mean over the benchmark's non-English languages
+TARGET_LABEL = "Avg (non-en)"  # its column header
+SPECIAL_LANGS = ("avg", TARGET_AVG, "all")
+BASE = "base"  # the untrained model, the reference of English retention
 # order of the metric tables in a benchmark's Markdown file (the first present is primary)
 METRIC_ORDER = ["accuracy", "rouge_l", "chrf", "exact_match", "f1", "acc_ll", "acc_norm_ll", "acc_bytes_ll",
                 "no_answer", "fidelity"]  # fmt: skip
@@ -44,8 +67,8 @@ def primary_metric(metrics: set[str]) -> str:
     return next(m for m in METRIC_ORDER if m in metrics)
 
 
-def load_scores(jobs: list[dict]) -> tuple[pd.DataFrame, dict]:
-    """Concatenate the score jobs' metric tables and replicates.
+def load_scores(jobs: list[dict], confidence: float = 0.95) -> tuple[pd.DataFrame, dict]:
+    """Concatenate the score jobs' metric tables and replicates, with ``avg_x`` rows added.
 
     ``jobs``: dicts with model, method, benchmark and the paths of the score
     stage's ``metrics`` (TSV), ``replicates`` (npz) and ``provenance`` (JSON,
@@ -54,16 +77,44 @@ def load_scores(jobs: list[dict]) -> tuple[pd.DataFrame, dict]:
     frames, reps = [], {}
     for job in jobs:
         df = pd.read_csv(job["metrics"], sep="\t", keep_default_na=False, na_values=["nan", "NaN", ""])
+        with np.load(job["replicates"]) as z:
+            job_reps = {key: z[key] for key in z.files}
+        df = pd.concat([df, target_average(df, job_reps, confidence)], ignore_index=True)
         df.insert(0, "method", job["method"])
         df.insert(0, "model", job["model"])
         frames.append(df)
-        with np.load(job["replicates"]) as z:
-            for key in z.files:
-                reps[(job["model"], job["method"], job["benchmark"], key)] = z[key]
+        for key, r in job_reps.items():
+            reps[(job["model"], job["method"], job["benchmark"], key)] = r
         info = json.loads(Path(job["provenance"]).read_text(encoding="utf-8")).get("score", {})
         reps[(job["model"], job["method"], job["benchmark"], "order")] = info.get("order", {})
     table = pd.concat(frames, ignore_index=True)[COLUMNS]
     return table, reps
+
+
+def target_average(metrics: pd.DataFrame, reps: dict, confidence: float = 0.95) -> pd.DataFrame:
+    """Language ``avg_x`` rows of one score job: the mean over its non-English languages.
+
+    ``metrics``: the job's metric table; ``reps``: its replicates by "language|metric",
+    to which the ``avg_x`` replicates are added. ``n`` sums the languages' n.
+    """
+    langs = metrics[~metrics.language.isin([*SPECIAL_LANGS, ENGLISH])]
+    rows = []
+    for metric, g in langs.groupby("metric", sort=False):
+        with warnings.catch_warnings():  # a replicate where every language is NaN stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            r = np.nanmean(np.vstack([reps[f"{lang}|{metric}"] for lang in g.language]), axis=0)
+        reps[f"{TARGET_AVG}|{metric}"] = r
+        lo, hi = bs.interval(r, confidence)
+        rows.append({"benchmark": g.benchmark.iloc[0], "language": TARGET_AVG, "metric": metric,
+                     "value": g.value.mean(), "ci_low": lo, "ci_high": hi, "n": int(g.n.sum())})  # fmt: skip
+    return pd.DataFrame(rows, columns=metrics.columns).astype(metrics.dtypes.to_dict())
+
+
+def _same_items(language: str, order_m: dict, order_b: dict) -> bool:
+    """Both methods scored the language (for avg, avg_x and all: every language) on the same items."""
+    if language in SPECIAL_LANGS:
+        return order_m == order_b
+    return order_m.get(language) == order_b.get(language)
 
 
 def paired_gains(table: pd.DataFrame, reps: dict, baseline: str, confidence: float = 0.95) -> pd.DataFrame:
@@ -79,7 +130,7 @@ def paired_gains(table: pd.DataFrame, reps: dict, baseline: str, confidence: flo
         theirs = reps[(r.model, baseline, r.benchmark, f"{r.language}|{r.metric}")]
         order_m = reps.get((r.model, r.method, r.benchmark, "order"), {})
         order_b = reps.get((r.model, baseline, r.benchmark, "order"), {})
-        if r.language not in SPECIAL_LANGS and order_m.get(r.language) != order_b.get(r.language):
+        if not _same_items(r.language, order_m, order_b):
             log.warning("%s %s/%s: %s and %s were scored on different items; gain not paired",
                         r.model, r.benchmark, r.language, r.method, baseline)  # fmt: skip
             continue
@@ -95,21 +146,26 @@ def _ordered(values, order: list[str]) -> list[str]:
     return [v for v in order if v in values] + sorted(v for v in values if v not in order)
 
 
+def _label(language: str) -> str:
+    return TARGET_LABEL if language == TARGET_AVG else language
+
+
+def _pct(v) -> str:
+    return "–" if v is None or pd.isna(v) else f"{100 * v:.1f}"
+
+
 def wide_table(table: pd.DataFrame, gains: pd.DataFrame, model: str, benchmark: str, metric: str,
                methods: list[str], languages: list[str]) -> str:  # fmt: skip
-    """One Markdown table: methods x (languages + Avg), values x 100, significant gains marked."""
+    """One Markdown table: methods x (languages + Avg (non-en) + En), x 100, significant gains marked."""
     sub = table[(table.model == model) & (table.benchmark == benchmark) & (table.metric == metric)]
-    langs = _ordered(sub.language[~sub.language.isin(SPECIAL_LANGS)], languages) + ["avg"]
+    langs = _ordered(sub.language[~sub.language.isin(SPECIAL_LANGS)], languages)
+    columns = [(x, x) for x in langs] + [(TARGET_LABEL, TARGET_AVG), ("En", ENGLISH)]  # (header, language)
     g = gains[(gains.model == model) & (gains.benchmark == benchmark) & (gains.metric == metric)]
     marks = {(x.method, x.language): ("↑" if x.gain > 0 else "↓") for x in g.itertuples() if x.significant}
-    header = "| Method | " + " | ".join("Avg" if x == "avg" else x for x in langs) + " |"
-    lines = [header, "|---|" + "---:|" * len(langs)]
+    value = sub.set_index(["method", "language"]).value.to_dict()
+    lines = ["| Method | " + " | ".join(h for h, _ in columns) + " |", "|---|" + "---:|" * len(columns)]
     for method in _ordered(sub.method, methods):
-        cells = []
-        for lang in langs:
-            v = sub[(sub.method == method) & (sub.language == lang)].value
-            cell = "–" if v.empty or pd.isna(v.iloc[0]) else f"{100 * v.iloc[0]:.1f}"
-            cells.append(cell + marks.get((method, lang), ""))
+        cells = [_pct(value.get((method, lang))) + marks.get((method, lang), "") for _, lang in columns]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -137,7 +193,9 @@ def benchmark_markdown(table: pd.DataFrame, gains: pd.DataFrame, benchmark: str,
     sub = table[table.benchmark == benchmark]
     out = [f"# {benchmark}", "",
            f"Values x 100. ↑ / ↓: the gain over `{baseline}` has a {100 * confidence:.0f}% paired-bootstrap "
-           "interval that excludes zero. Avg: unweighted mean over the languages.", ""]  # fmt: skip
+           "interval that excludes zero. Avg (non-en): unweighted mean over the non-English languages; En: the "
+           "English score (repeated beside it: target-language gain vs English retention; – without English). "
+           "The all-language mean is language `avg` in scores.tsv.", ""]  # fmt: skip
     metrics = [m for m in METRIC_ORDER if m in set(sub.metric)]
     for model in sorted(sub.model.unique()):
         for metric in metrics:
@@ -147,6 +205,49 @@ def benchmark_markdown(table: pd.DataFrame, gains: pd.DataFrame, benchmark: str,
         if overall:
             out += [f"## {model}: cross-lingual consistency and AC3 (all languages) [95% CI]", "", overall, ""]
     return "\n".join(out)
+
+
+def retention_markdown(table: pd.DataFrame, reps: dict, methods: list[str], benchmarks: list[str],
+                       confidence: float = 0.95, base: str = BASE) -> str:  # fmt: skip
+    """English retention: per model and method, per benchmark's primary metric Avg (non-en), En, ΔEn.
+
+    ΔEn = En(method) - En(``base``) on the same items, with a paired-bootstrap
+    interval (↑ / ↓ when it excludes zero); "–" where it cannot be computed.
+    """
+    benchmarks = [b for b in benchmarks if b in set(table.benchmark)]
+    primary = {b: primary_metric(set(table[table.benchmark == b].metric)) for b in benchmarks}
+    english = table[(table.language == ENGLISH) & table.benchmark.map(primary).eq(table.metric)]
+    delta = paired_gains(english, reps, base, confidence).set_index(["model", "method", "benchmark"])
+    value = table.set_index(["model", "method", "benchmark", "language", "metric"]).value.to_dict()
+    out = ["# English retention", "",
+           f"Primary metric per benchmark ({', '.join(f'{b}: {m}' for b, m in primary.items())}), values x 100. "
+           f"{TARGET_LABEL}: unweighted mean over the benchmark's non-English languages; En: the English score; "
+           f"ΔEn: En minus En of `{base}` (the untrained model) on the same items, with its "
+           f"{100 * confidence:.0f}% paired-bootstrap interval (↑ / ↓: it excludes zero). "
+           "Negative ΔEn: English lost in training. ref.: the reference itself. –: no English in the benchmark, "
+           "or no paired score.", ""]  # fmt: skip
+    if base not in set(table.method):
+        out += [f"Method `{base}` (the untrained model) was not evaluated, so ΔEn cannot be computed: "
+                f"add `{base}` to evaluation.methods.", ""]  # fmt: skip
+    head = [f"{b} {h}" for b in benchmarks for h in (TARGET_LABEL, "En", "ΔEn")]
+    out += ["| Model | Method | " + " | ".join(head) + " |", "|---|---|" + "---:|" * len(head)]
+    for model in sorted(table.model.unique()):
+        for method in _ordered(table[table.model == model].method, methods):
+            cells = []
+            for b in benchmarks:
+                cells += [_pct(value.get((model, method, b, lang, primary[b]))) for lang in (TARGET_AVG, ENGLISH)]
+                cells.append("ref." if method == base else _delta(delta, (model, method, b)))
+            out.append(f"| {model} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def _delta(gains: pd.DataFrame, key: tuple) -> str:
+    """A gain (indexed by model, method, benchmark) x 100 with its interval and mark, or "–"."""
+    if key not in gains.index or pd.isna(gains.loc[key].gain):
+        return "–"
+    g = gains.loc[key]
+    mark = ("↑" if g.gain > 0 else "↓") if g.significant else ""
+    return f"{100 * g.gain:+.1f}{mark} [{100 * g.ci_low:+.1f}, {100 * g.ci_high:+.1f}]"
 
 
 def heatmap(table: pd.DataFrame, model: str, benchmark: str, methods: list[str], languages: list[str],
@@ -165,7 +266,7 @@ def heatmap(table: pd.DataFrame, model: str, benchmark: str, methods: list[str],
     else:
         metric = primary_metric(set(sub.metric))
         sub = sub[sub.metric == metric]
-        langs = _ordered(sub.language[~sub.language.isin(SPECIAL_LANGS)], languages) + ["avg"]
+        langs = _ordered(sub.language[~sub.language.isin(SPECIAL_LANGS)], languages) + [TARGET_AVG]
         rows = _ordered(sub.method, methods)
         grid = sub.pivot_table(index="method", columns="language", values="value").reindex(index=rows, columns=langs)
         data = 100 * grid.to_numpy(dtype=float)
@@ -175,7 +276,7 @@ def heatmap(table: pd.DataFrame, model: str, benchmark: str, methods: list[str],
             if not np.isnan(v):
                 ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8,
                         color="white" if v < np.nanmean(data) else "black")  # fmt: skip
-        ax.set_xticks(range(len(langs)), ["Avg" if x == "avg" else x for x in langs])
+        ax.set_xticks(range(len(langs)), [_label(x) for x in langs])
         ax.set_yticks(range(len(rows)), rows)
         ax.set_title(f"{model} - {benchmark}: {metric} (x100)")
         fig.colorbar(im, ax=ax, fraction=0.03)
@@ -202,7 +303,7 @@ def gain_chart(gains: pd.DataFrame, table: pd.DataFrame, model: str, benchmark: 
                 f"({baseline} was not evaluated or no other method was)", ha="center", va="center")  # fmt: skip
         ax.axis("off")
     else:
-        langs = _ordered(g.language[~g.language.isin(SPECIAL_LANGS)], languages) + ["avg"]
+        langs = _ordered(g.language[~g.language.isin(SPECIAL_LANGS)], languages) + [TARGET_AVG]
         meths = _ordered(g.method, methods)
         width = 0.8 / len(meths)
         x = np.arange(len(langs))
@@ -215,7 +316,7 @@ def gain_chart(gains: pd.DataFrame, table: pd.DataFrame, model: str, benchmark: 
                 if not sig:
                     bar.set_alpha(0.45)
         ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_xticks(x, ["Avg" if x == "avg" else x for x in langs])
+        ax.set_xticks(x, [_label(x) for x in langs])
         ax.set_ylabel(f"{metric} gain over {baseline} (x100)")
         ax.set_title(f"{model} - {benchmark}: gain over {baseline} (faded: 95% CI includes 0)")
         ax.legend(fontsize=8, ncol=min(len(meths), 4))
