@@ -102,7 +102,7 @@ EVAL_JOBS = [
 
 
 def score_outputs(kind):
-    return [EVAL_DIR.format(**job) + f"/scores/{kind}" for job in EVAL_JOBS]
+    return [f"{EVAL_DIR}/scores/{kind}".format(**job) for job in EVAL_JOBS]
 
 
 def eval_row_names():
