@@ -127,3 +127,23 @@ def test_matrix_mode_needs_the_transform(connected):
     model, tok, conn = connected
     with pytest.raises(ValueError, match="Transform Matrix"):
         Connection(model, tok, conn.source_dir, mode="matrix")
+
+
+@pytest.mark.parametrize("mode", ["matrix", "oracle"])
+def test_the_connection_runs_in_bfloat16(connected, tiny_model_dir, mode):
+    """dtype bfloat16 (or auto on bf16 hardware): activations, matrix and Decision Maker meet in the model's dtype."""
+    _, _, conn = connected
+    model, tok = G.load_model(tiny_model_dir("llama"), dtype="bfloat16", device="cpu")
+    bf16 = Connection(model, tok, conn.source_dir, conn.source_dir / "transform.safetensors", mode=mode)
+    records = predict_language(model, tok, oracle_items("zh"), SETTINGS, connection=bf16)
+    assert all(isinstance(r["layer"], int) and len(r["option_loglik"]) == 3 for r in records)
+
+
+def test_auto_dtype_is_bfloat16_only_on_native_hardware(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert G.resolve_dtype("auto", cpu) == torch.float32
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert G.resolve_dtype("auto", cpu) == torch.bfloat16
+    assert G.resolve_dtype("float32", cpu) == torch.float32

@@ -25,7 +25,8 @@ settings = {
 }
 set_seed(snakemake.config["seed"])  # greedy decoding draws nothing; seeded for good measure
 model, tokenizer = load_model(snakemake.input.model, snakemake.input.base, p.dtype, cfg["generation"]["device"])
-logging.info("%s/%s on %s: %s on %s", wc.model, wc.method, wc.benchmark, type(model).__name__, model.device)
+logging.info("%s/%s on %s: %s on %s in %s", wc.model, wc.method, wc.benchmark, type(model).__name__, model.device,
+             model.dtype)  # fmt: skip
 items = dict(zip(p.languages, snakemake.input.questions, strict=True))
 connection = None
 if p.cc_tuning:  # CC-Tuning row in mode matrix or oracle: decode with the cross-lingual connection
@@ -38,7 +39,7 @@ if p.cc_tuning:  # CC-Tuning row in mode matrix or oracle: decode with the cross
 def finalize(tmp, stats):
     write_provenance(
         tmp, config=snakemake.config, seed=snakemake.config["seed"], stage="generate",
-        extra={"model": wc.model, "method": wc.method, "benchmark": wc.benchmark,
+        extra={"model": wc.model, "method": wc.method, "benchmark": wc.benchmark, "dtype": str(model.dtype),
                "model_dir": snakemake.input.model, "settings": settings, "languages": stats},
     )  # fmt: skip
 
