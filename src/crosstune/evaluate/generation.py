@@ -4,17 +4,21 @@ Prompts are the chat-templated user message with the generation prompt
 appended (``apply_chat_template(..., add_generation_prompt=True)``), tokenised
 without adding special tokens again (the template already holds them).
 
-:func:`greedy_generate` decodes many prompts at once: sorted by length (longest
-first, so padding is small and memory errors come early), LEFT-padded, with the
-attention mask marking the padding. A batch holds at most ``batch_size`` prompts,
-at most ``max_batch_tokens`` padded tokens (prompt + new tokens) and at most a
-``max_padding`` share of padding, so the few very long prompts (XQuAD contexts,
-XL-Sum articles) go in small batches instead of padding fifteen shorter ones to
-their length: on a CPU the prompt pass is compute-bound and padding is lost time. ``generate`` derives position ids from
-the attention mask, so every prompt sees positions 0, 1, ... exactly as when it
-is decoded alone; in float32 the batched tokens equal those of
-:func:`generate_one_by_one`, the one-prompt-at-a-time loop of the paper's code
-(tests and ``benchmarks/generate_speed.py`` check this).
+:func:`greedy_generate` decodes many prompts at once, in batches sorted by
+length (longest first, so memory errors come early) of at most ``batch_size``
+prompts, ``max_batch_tokens`` padded tokens (prompt + new tokens) and a
+``max_padding`` share of padding. Each batch is decoded by
+:func:`.decode.greedy_decode`: every prompt's prompt pass runs alone and
+unpadded (sharing the prefix it has with its neighbour), the caches are
+LEFT-padded side by side for the decode steps, finished rows leave the batch;
+models it does not handle (short sliding windows, logits processors in the
+generation config) get one left-padded ``model.generate`` call per batch.
+Position ids count real tokens only, so every prompt sees positions 0, 1, ...
+exactly as when it is decoded alone; in float32 the batched tokens equal those
+of :func:`generate_one_by_one`, the one-prompt-at-a-time loop of the paper's
+code (tests and ``benchmarks/generate_speed.py`` check this).
+:func:`generate_and_score` also scores multiple-choice options on each prompt's
+cache right after its prompt pass, so such a prompt is run once, not twice.
 
 :func:`option_logliks` computes what lm-evaluation-harness's ``loglikelihood``
 computes: the summed log-probability of the continuation's tokens given the
