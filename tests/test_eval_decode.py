@@ -38,7 +38,8 @@ def test_greedy_decode_equals_generate(family_models, family):
     ran = []
     hook = model.register_forward_pre_hook(lambda m, a, kw: ran.append(kw["input_ids"].shape[1]), with_kwargs=True)
     try:
-        [i for i, *_ in D.prefill(model, ids)]
+        assert D.greedy_decode(model, ids, 1, config.eos_token_id) == [(r[:1], "length" if r else "eos")
+                                                                         for r, _ in reference]  # fmt: skip
     finally:
         hook.remove()
     assert len(ran) == len(ids) and sum(ran) <= sum(map(len, ids)) - len(ids[0]) - len(ids[3]) + 6
@@ -75,7 +76,7 @@ def test_reserved_layer_writes_in_place_and_grows():
     assert k.shape == (2, 1, 3, 3) and layer.key_room is keys and keys[:, :, 2].eq(1).all()
     k, v = layer.update(torch.ones(2, 1, 2, 3), torch.ones(2, 1, 2, 3))  # 5 > room 4: grows
     assert k.shape == (2, 1, 5, 3) and layer.get_seq_length() == 5 and v[:, :, 2].eq(2).all()
-    layer.select(torch.tensor([1]), start=1)
+    layer.select([1], start=1)
     assert layer.keys.shape == (1, 1, 4, 3) and layer.length == 4
 
 
@@ -120,3 +121,13 @@ def test_predict_language_scores_options_once_per_prompt(family_models):
         for total, greedy in zip(r["option_loglik"], r["option_greedy"], strict=True):
             ref_total, ref_greedy = next(expected)
             assert total == pytest.approx(ref_total, abs=1e-4) and greedy == ref_greedy
+
+
+def test_reserved_layer_select_moves_rows_up_in_place():
+    keys = torch.arange(4.0)[:, None, None, None].expand(4, 1, 5, 2).clone()  # row r holds r everywhere
+    layer = D.ReservedLayer(keys, keys.clone(), length=3)
+    layer.select([1, 3], start=1, firsts=[1, 2])  # row 3's real positions start at column 2
+    assert layer.key_room.data_ptr() == keys[0, :, 1:].data_ptr()  # the same buffer
+    assert layer.keys.shape == (2, 1, 2, 2) and layer.keys[:, 0, :, 0].tolist() == [[1.0, 1.0], [1.0, 3.0]]
+    layer.batch_select_indices(torch.tensor([1]))
+    assert layer.values[:, 0, :, 0].tolist() == [[1.0, 3.0]] and layer.get_seq_length() == 2

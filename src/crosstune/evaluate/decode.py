@@ -30,11 +30,14 @@ process logits are left to ``model.generate`` by the caller.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 import torch
-from transformers import DynamicCache, GenerationConfig
+from transformers import AttentionInterface, DynamicCache, GenerationConfig
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 # generation-config fields that make model.generate change the logits before the argmax
 LOGITS_FIELDS = ("repetition_penalty", "encoder_repetition_penalty", "no_repeat_ngram_size",
@@ -69,6 +72,45 @@ def supported(model, config: GenerationConfig, longest: int) -> bool:
     return True
 
 
+RAGGED = "crosstune_ragged_sdpa"
+
+
+def ragged_sdpa(module, query, key, value, attention_mask, *args, **kwargs):
+    """``sdpa`` where each row of a one-token decode step attends only from its first real position.
+
+    A left-padded row would otherwise run the attention arithmetic over all the padding (in a
+    batch with one 950-token prompt, every row attends over 950+ positions), and through another
+    kernel path than a prompt decoded alone (with a mask: no ``enable_gqa``). Here every row is the
+    very call the one-prompt-at-a-time loop makes: no mask, its own positions only. Needs masks
+    that are padding on the left and real tokens after (what :func:`greedy_decode` builds).
+    """
+    if attention_mask is None or query.shape[2] != 1:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, *args, **kwargs)
+    allowed = attention_mask[:, 0, 0] if attention_mask.dtype == torch.bool else attention_mask[:, 0, 0] == 0
+    starts = allowed.int().argmax(-1).tolist()  # each row's first attended column
+    rows = [sdpa_attention_forward(module, query[r : r + 1], key[r : r + 1, :, s:], value[r : r + 1, :, s:], None,
+                                   *args, **kwargs)[0] for r, s in enumerate(starts)]  # fmt: skip
+    return torch.cat(rows), None
+
+
+AttentionInterface.register(RAGGED, ragged_sdpa)
+ALL_MASK_ATTENTION_FUNCTIONS.register(RAGGED, sdpa_mask)
+
+
+@contextlib.contextmanager
+def ragged_attention(model):
+    """Decode steps with :func:`ragged_sdpa` when the model runs ``sdpa`` (else unchanged)."""
+    before = model.config._attn_implementation
+    if before != "sdpa":
+        yield
+        return
+    model.set_attn_implementation(RAGGED)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(before)
+
+
 class ReservedLayer(DynamicLayer):
     """A cache layer that writes new keys/values into room reserved up front (no ``torch.cat``).
 
@@ -98,15 +140,26 @@ class ReservedLayer(DynamicLayer):
         self._view()
         return self.keys, self.values
 
-    def select(self, rows: torch.Tensor, start: int = 0):
-        """Keep only ``rows`` of the batch and the positions from ``start`` on."""
-        self.key_room = self.key_room[rows, :, start:]
-        self.value_room = self.value_room[rows, :, start:]
+    def select(self, keep: list[int], start: int = 0, firsts: list[int] | None = None):
+        """Keep only the batch rows ``keep`` (increasing) and the positions from ``start`` on.
+
+        Rows move up inside the buffers (row keep[j] -> row j; keep[j] >= j, so a row is read before
+        it is overwritten), only from its first real column ``firsts[j]`` on: no new buffer, whose
+        first writes would cost a page fault per 4 kB. Row j keeps its old, finite values before that.
+        """
+        for j, r in enumerate(keep):
+            if r != j:
+                a = firsts[j] if firsts else 0
+                self.key_room[j, :, a : self.length] = self.key_room[r, :, a : self.length]
+                self.value_room[j, :, a : self.length] = self.value_room[r, :, a : self.length]
+        self.key_room = self.key_room[: len(keep), :, start:]
+        self.value_room = self.value_room[: len(keep), :, start:]
         self.length -= start
         self._view()
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self.select(indices)
+        self.key_room, self.value_room = self.key_room[indices], self.value_room[indices]
+        self._view()
 
     def crop(self, tokens_to_remove: int) -> None:
         raise NotImplementedError("ReservedLayer does not crop")
@@ -127,85 +180,115 @@ def prefix_cache(model, cache: DynamicCache, n: int) -> DynamicCache:
     return DynamicCache([(layer.keys[:, :, :n], layer.values[:, :, :n]) for layer in cache.layers], config=model.config)
 
 
-def prefill(model, prompts: list[list[int]], reuse_prefix: bool = True):
-    """Yield (index, cache, last-position logits) for every prompt, each run alone and unpadded,
-    in lexicographic order; with ``reuse_prefix`` the prefix a prompt shares with the previous one is
-    copied from that one's cache (keys and values of a position depend only on the tokens before it)."""
+def _row_cache(model, layers: list[ReservedLayer], row: int, pad: int, length: int) -> DynamicCache:
+    """A one-row cache whose layers are views of ``row`` of the batch buffers, from column ``pad`` on:
+    a prompt pass on it writes its keys and values straight into the batch buffers."""
+    cache = DynamicCache(config=model.config)
+    cache.layers = [ReservedLayer(b.key_room[row : row + 1, :, pad:], b.value_room[row : row + 1, :, pad:], length)
+                    for b in layers]  # fmt: skip
+    return cache
+
+
+def prefill(model, prompts: list[list[int]], room: int, reuse_prefix: bool = True, zero_padding: bool = False,
+            on_prefill=None) -> tuple[list[ReservedLayer], torch.Tensor]:  # fmt: skip
+    """The prompt pass of every prompt, alone and unpadded, into LEFT-padded batch buffers.
+
+    Row r holds prompt r at columns width-len(r) .. width-1 (width: the longest prompt) and has
+    room for ``room`` positions. Prompts run in lexicographic order; with ``reuse_prefix`` the
+    prefix a prompt shares with the previous one is copied from that one's row instead of being
+    computed (a position's keys and values depend only on the tokens up to it). Returns the
+    buffers (as cache layers holding ``width`` positions) and the last position's float32 logits.
+    """
     name, device = cache_io(model), model.device
-    prev, prev_cache = [], None
-    for i in sorted(range(len(prompts)), key=lambda i: prompts[i]):
-        ids = prompts[i]
+    n, width = len(prompts), max(map(len, prompts))
+    layers: list[ReservedLayer] = []
+    logits = torch.empty(0)
+    prev = None
+    for i in sorted(range(n), key=lambda i: prompts[i]):
+        ids, pad = prompts[i], width - len(prompts[i])
         # at least the last token runs: its logits give the first new token
-        shared = min(_shared(prev, ids), len(ids) - 1) if reuse_prefix and prev_cache is not None else 0
-        cache = prefix_cache(model, prev_cache, shared) if shared else DynamicCache(config=model.config)
+        shared = min(_shared(prompts[prev], ids), len(ids) - 1) if reuse_prefix and prev is not None else 0
+        if not layers:  # first prompt: a plain cache, which shows the shapes of the keys and values
+            cache = DynamicCache(config=model.config)
+        else:
+            prev_pad = width - len(prompts[prev])
+            for b in layers:
+                b.key_room[i, :, pad : pad + shared] = b.key_room[prev, :, prev_pad : prev_pad + shared]
+                b.value_room[i, :, pad : pad + shared] = b.value_room[prev, :, prev_pad : prev_pad + shared]
+            cache = _row_cache(model, layers, i, pad, shared)
         x = torch.tensor([ids[shared:]], device=device)
         positions = torch.arange(shared, len(ids), device=device)[None]
         out = model(input_ids=x, position_ids=positions, use_cache=True, logits_to_keep=1, **{name: cache})
-        prev, prev_cache = ids, getattr(out, name)
-        yield i, prev_cache, out.logits[0, -1]
+        last = out.logits[0, -1]
+        if not layers:
+            def empty(t):  # (rows, heads, room, head_dim) like t = (1, heads, length, head_dim)
+                # not zeroed: zero-filling 1.4 GB for 32 rows of up to 1000 tokens costs seconds
+                return t.new_empty(n, t.shape[1], room, t.shape[-1])
+
+            layers = [ReservedLayer(empty(src.keys), empty(src.values), width) for src in cache.layers]
+            for b, src in zip(layers, cache.layers, strict=True):
+                b.key_room[i, :, pad:width], b.value_room[i, :, pad:width] = src.keys[0], src.values[0]
+            logits = last.new_empty(n, last.shape[-1], dtype=torch.float32)
+        if zero_padding:  # masked attention weighs the padding by 0, and 0 * garbage may be nan
+            for b in layers:
+                b.key_room[i, :, :pad], b.value_room[i, :, :pad] = 0, 0
+        logits[i] = last.float()
+        if on_prefill is not None:
+            on_prefill(i, cache, last)
+        prev = i
+    return layers, logits
 
 
 @torch.inference_mode()
 def greedy_decode(model, prompts: list[list[int]], max_new_tokens: int, eos: list[int], reuse_prefix: bool = True,
-                  on_prefill=None) -> list[tuple[list[int], str]]:  # fmt: skip
+                  on_prefill=None, ragged: bool = True) -> list[tuple[list[int], str]]:  # fmt: skip
     """(new tokens before the first eos id, "eos" | "length") of every prompt, decoded as one batch.
 
     ``on_prefill(index, cache, logits)`` is called with each prompt's own cache and last logits
     right after its prompt pass (option scoring reuses them; it must not change the cache).
+    ``ragged``: decode steps attend without padding (:func:`ragged_sdpa`).
     """
+    ragged = ragged and model.config._attn_implementation == "sdpa"
     n, width = len(prompts), max(map(len, prompts))
-    room = width + max_new_tokens
-    # row r holds its prompt at columns width-len(r) .. width-1 (left padding), new tokens after
-    mask = torch.zeros((n, room), dtype=torch.long)
-    for r, ids in enumerate(prompts):
-        mask[r, width - len(ids) : width] = 1
-    layers, logits = None, torch.empty(0)
-    for i, cache, last in prefill(model, prompts, reuse_prefix):
-        if layers is None:  # buffers shaped like this prompt's keys/values, n rows, room positions
-            def empty(t):  # (rows, heads, room, head_dim) like t = (1, heads, length, head_dim)
-                return t.new_zeros(n, t.shape[1], room, t.shape[-1])
-
-            layers = [ReservedLayer(empty(src.keys), empty(src.values), width) for src in cache.layers]
-            logits = last.new_empty(n, last.shape[-1], dtype=torch.float32)
-        for layer, src in zip(layers, cache.layers, strict=True):
-            layer.key_room[i, :, width - len(prompts[i]) : width] = src.keys[0]
-            layer.value_room[i, :, width - len(prompts[i]) : width] = src.values[0]
-        logits[i] = last.float()
-        if on_prefill is not None:
-            on_prefill(i, cache, last)
+    layers, logits = prefill(model, prompts, width + max_new_tokens, reuse_prefix, not ragged, on_prefill)
     cache = DynamicCache(config=model.config)
     cache.layers = layers
+    mask = torch.zeros((n, width + max_new_tokens), dtype=torch.long)  # 1: a real token
+    for r, ids in enumerate(prompts):
+        mask[r, width - len(ids) : width] = 1
     name, device = cache_io(model), model.device
     eos_set = set(eos)
     new: list[list[int]] = [[] for _ in prompts]
     stopped: list[str | None] = [None] * n
     rows = list(range(n))  # prompt index of each batch row still decoding
     lengths = torch.tensor([len(p) for p in prompts])  # real tokens so far: the next position id
-    for _ in range(max_new_tokens):
-        tokens = logits.argmax(-1)  # greedy: first index of the largest float32 logit, as generate
-        keep = []
-        for r, (i, t) in enumerate(zip(rows, tokens.tolist(), strict=True)):
-            if t in eos_set:
-                stopped[i] = "eos"
-            else:
-                new[i].append(t)
-                if len(new[i]) == max_new_tokens:
-                    stopped[i] = "length"
+    with ragged_attention(model) if ragged else contextlib.nullcontext():
+        for _ in range(max_new_tokens):
+            tokens = logits.argmax(-1)  # greedy: first index of the largest float32 logit, as generate
+            keep = []
+            for r, (i, t) in enumerate(zip(rows, tokens.tolist(), strict=True)):
+                if t in eos_set:
+                    stopped[i] = "eos"
                 else:
-                    keep.append(r)
-        if not keep:
-            break
-        if len(keep) < len(rows):  # drop stopped rows, and columns that are padding in every row left
-            sel = torch.tensor(keep)
-            rows, tokens, lengths, mask = [rows[r] for r in keep], tokens[sel], lengths[sel], mask[sel]
-            start = int(mask.any(0).int().argmax())
-            mask = mask[:, start:]
-            for layer in layers:
-                layer.select(sel.to(device), start)
-        cols = layers[0].length + 1
-        mask[:, cols - 1] = 1
-        out = model(input_ids=tokens[:, None].to(device), attention_mask=mask[:, :cols].to(device),
-                    position_ids=lengths[:, None].to(device), use_cache=True, **{name: cache})  # fmt: skip
-        lengths += 1
-        logits = out.logits[:, -1].float()
+                    new[i].append(t)
+                    if len(new[i]) == max_new_tokens:
+                        stopped[i] = "length"
+                    else:
+                        keep.append(r)
+            if not keep:
+                break
+            if len(keep) < len(rows):  # drop stopped rows, and columns that are padding in every row left
+                sel = torch.tensor(keep)
+                rows, tokens, lengths, mask = [rows[r] for r in keep], tokens[sel], lengths[sel], mask[sel]
+                start = int(mask.any(0).int().argmax())
+                firsts = (mask.int().argmax(-1)).tolist()  # first real column of each kept row
+                mask = mask[:, start:]
+                for layer in layers:
+                    layer.select(keep, start, firsts)
+            cols = layers[0].length + 1
+            mask[:, cols - 1] = 1
+            out = model(input_ids=tokens[:, None].to(device), attention_mask=mask[:, :cols].to(device),
+                        position_ids=lengths[:, None].to(device), use_cache=True, **{name: cache})  # fmt: skip
+            lengths += 1
+            logits = out.logits[:, -1].float()
     return [(toks, why or "length") for toks, why in zip(new, stopped, strict=True)]
