@@ -208,6 +208,11 @@ def prefill(model, prompts: list[list[int]], room: int, reuse_prefix: bool = Tru
         ids, pad = prompts[i], width - len(prompts[i])
         # at least the last token runs: its logits give the first new token
         shared = min(_shared(prompts[prev], ids), len(ids) - 1) if reuse_prefix and prev is not None else 0
+        # on a prefix the pass attends through an explicit mask, not sdpa's is_causal, which costs
+        # about len^2 / 8000 tokens' worth (SmolLM2, one CPU thread: 4767 tokens took 22 s, not 14):
+        # a short shared prefix of a long prompt (the chat template's system prompt) is not worth it
+        if shared * 8192 < len(ids) ** 2:
+            shared = 0
         if not layers:  # first prompt: a plain cache, which shows the shapes of the keys and values
             cache = DynamicCache(config=model.config)
         else:
