@@ -11,13 +11,15 @@
 3. rows that reached end-of-sequence are computed until the last row stops.
 
 Here each prompt's prompt pass runs alone and unpadded - the same computation
-as the one-prompt-at-a-time loop - except that the longest token prefix it
-shares with the previous prompt (prompts are visited in lexicographic order)
-is taken from that prompt's cache instead of being computed again: the chat
-template's system prompt, a benchmark's instruction head, a premise shared by
-three XNLI hypotheses. The caches are then laid side by side, LEFT-padded, in
-buffers with room for the new tokens (each step writes its keys and values in
-place), and a row leaves the batch as soon as it has stopped.
+as the one-prompt-at-a-time loop - and writes its keys and values straight
+into LEFT-padded batch buffers with room for the new tokens (each decode step
+writes in place). A prompt that shares a long token prefix with the previous
+one (prompts are visited in lexicographic order: the chat template's system
+prompt, a benchmark's instruction head, a premise shared by three XNLI
+hypotheses) copies it from that prompt's row instead of computing it, where
+that pays (see :func:`prefill`). Decode steps attend per row over the row's
+own positions only (:func:`ragged_sdpa`), so padding costs no arithmetic and
+does not limit the batch, and a row leaves the batch as soon as it has stopped.
 
 Semantics are those of ``model.generate`` with ``do_sample=False``: the
 argmax of the last position's float32 logits, stop at any end-of-sequence id
