@@ -11,9 +11,11 @@ MKQA 1000, XL-Sum 100; at least one each) with the languages cycled - else a
 built-in multilingual set. Both
 runs decode the same chat-templated prompts greedily (``--max-new-tokens``, 40
 as in the paper) with the same model in float32 in this process; the baseline
-is ``generate_one_by_one`` (what the paper's code did), the contender
-``greedy_generate`` (length-sorted, left-padded batches). Prints a Markdown row
-for BENCHMARKS.md.
+is ``generate_one_by_one`` (what the paper's code did: one ``model.generate``
+call per prompt, with its KV cache), the contender ``greedy_generate``
+(length-sorted batches decoded by :mod:`crosstune.evaluate.decode`);
+``--padded`` also times the contender before that module (left-padded
+``model.generate`` batches). Prints a Markdown row for BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -80,6 +82,15 @@ def tiny_model():
     return build_tiny_model("llama", tok, seed=0).eval(), tok
 
 
+def padded_generate(model, tok, ids, max_new_tokens, batch_size, max_batch_tokens, max_padding):
+    """The contender before evaluate/decode.py: length-sorted, left-padded ``model.generate`` batches."""
+    config, out = G._generation_config(model, tok, max_new_tokens), [None] * len(ids)
+    for batch in G.batches([len(x) for x in ids], batch_size, max_batch_tokens, max_new_tokens, max_padding):
+        for i, r in zip(batch, G._generate_padded(model, [ids[i] for i in batch], config), strict=True):
+            out[i] = r
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", help="model directory (default: a tiny random llama)")
@@ -89,6 +100,7 @@ def main():
     ap.add_argument("--only", help="comma-separated benchmarks, e.g. XNLI,MKQA (default: all six)")
     ap.add_argument("--max-batch-tokens", type=int, default=8192, help="padded tokens per batch at most")
     ap.add_argument("--max-padding", type=float, default=0.25, help="largest share of padding in a batch")
+    ap.add_argument("--padded", action="store_true", help="also time the previous contender (padded generate)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (rule generate's default is 1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -103,7 +115,10 @@ def main():
         return out, time.perf_counter() - t0
 
     limits = {"max_batch_tokens": args.max_batch_tokens, "max_padding": args.max_padding}
+    load = os.getloadavg()[0]
     batched, t_batched = timed(G.greedy_generate, model, tok, ids, args.max_new_tokens, args.batch_size, **limits)
+    if args.padded:  # the previous contender: one left-padded model.generate call per batch
+        padded, t_padded = timed(padded_generate, model, tok, ids, args.max_new_tokens, args.batch_size, **limits)
     single, t_single = timed(G.generate_one_by_one, model, tok, ids, args.max_new_tokens)
     # the same with one new token: the prompt pass (prefill), identical work in both loops
     _, p_batched = timed(G.greedy_generate, model, tok, ids, 1, args.batch_size, **limits)
@@ -123,6 +138,10 @@ def main():
           f"{args.batch_size} | {t_single:.1f} | {t_batched:.1f} | **{t_single / t_batched:.1f}x** | "
           f"{p_single:.1f} / {p_batched:.1f} | {decode:.1f}x | {same}/{len(ids)} | "
           f"{platform.machine()}, {args.threads} thread(s), torch {torch.__version__} |")  # fmt: skip
+    if args.padded:
+        print(f"before (padded model.generate batches): {t_padded:.1f} s = {t_single / t_padded:.1f}x, identical "
+              f"outputs: {sum(a == b for a, b in zip(padded, single, strict=True))}/{len(ids)}")
+    print(f"load average (1 min) at start / end: {load:.1f} / {os.getloadavg()[0]:.1f}")
     if same != len(ids):
         for i, (a, b) in enumerate(zip(batched, single, strict=True)):
             if a != b:

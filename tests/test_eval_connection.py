@@ -147,3 +147,13 @@ def test_auto_dtype_is_bfloat16_only_on_native_hardware(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
     assert G.resolve_dtype("auto", cpu) == torch.bfloat16
     assert G.resolve_dtype("float32", cpu) == torch.float32
+
+
+def test_plain_decoding_runs_in_bfloat16(tiny_model_dir):
+    """The CPU decode loop (buffers, ragged attention, options on the prompt's cache) in the model's dtype."""
+    model, tok = G.load_model(tiny_model_dir("llama"), dtype="bfloat16", device="cpu")
+    records = predict_language(model, tok, oracle_items("zh"), SETTINGS)
+    assert all(len(r["option_loglik"]) == 3 and r["n_tokens"] <= 6 for r in records)
+    alone = [predict_language(model, tok, [it], SETTINGS)[0] for it in oracle_items("zh")]
+    for r, a in zip(records, alone, strict=True):  # batched as alone, within bfloat16 rounding
+        assert r["option_loglik"] == pytest.approx(a["option_loglik"], abs=0.1)

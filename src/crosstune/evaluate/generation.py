@@ -4,17 +4,21 @@ Prompts are the chat-templated user message with the generation prompt
 appended (``apply_chat_template(..., add_generation_prompt=True)``), tokenised
 without adding special tokens again (the template already holds them).
 
-:func:`greedy_generate` decodes many prompts at once: sorted by length (longest
-first, so padding is small and memory errors come early), LEFT-padded, with the
-attention mask marking the padding. A batch holds at most ``batch_size`` prompts,
-at most ``max_batch_tokens`` padded tokens (prompt + new tokens) and at most a
-``max_padding`` share of padding, so the few very long prompts (XQuAD contexts,
-XL-Sum articles) go in small batches instead of padding fifteen shorter ones to
-their length: on a CPU the prompt pass is compute-bound and padding is lost time. ``generate`` derives position ids from
-the attention mask, so every prompt sees positions 0, 1, ... exactly as when it
-is decoded alone; in float32 the batched tokens equal those of
-:func:`generate_one_by_one`, the one-prompt-at-a-time loop of the paper's code
-(tests and ``benchmarks/generate_speed.py`` check this).
+:func:`greedy_generate` decodes many prompts at once, in batches sorted by
+length (longest first, so memory errors come early) of at most ``batch_size``
+prompts, ``max_batch_tokens`` padded tokens (prompt + new tokens) and a
+``max_padding`` share of padding. Each batch is decoded by
+:func:`.decode.greedy_decode`: every prompt's prompt pass runs alone and
+unpadded (sharing the prefix it has with its neighbour), the caches are
+LEFT-padded side by side for the decode steps, finished rows leave the batch;
+models it does not handle (short sliding windows, logits processors in the
+generation config) get one left-padded ``model.generate`` call per batch.
+Position ids count real tokens only, so every prompt sees positions 0, 1, ...
+exactly as when it is decoded alone; in float32 the batched tokens equal those
+of :func:`generate_one_by_one`, the one-prompt-at-a-time loop of the paper's
+code (tests and ``benchmarks/generate_speed.py`` check this).
+:func:`generate_and_score` also scores multiple-choice options on each prompt's
+cache right after its prompt pass, so such a prompt is run once, not twice.
 
 :func:`option_logliks` computes what lm-evaluation-harness's ``loglikelihood``
 computes: the summed log-probability of the continuation's tokens given the
@@ -33,12 +37,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import logging
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+
+from . import decode
 
 log = logging.getLogger(__name__)
 
@@ -159,25 +164,82 @@ def greedy_generate(model, tokenizer, prompt_ids: list[list[int]], max_new_token
                     batch_size: int = 16, desc: str | None = None, max_batch_tokens: int | None = None,
                     max_padding: float | None = None) -> list[tuple[list[int], str]]:  # fmt: skip
     """Greedy continuation of every prompt: (new tokens before eos, "eos" | "length"), in input order."""
+    return generate_and_score(model, tokenizer, prompt_ids, None, max_new_tokens, batch_size, desc,
+                              max_batch_tokens, max_padding)[0]  # fmt: skip
+
+
+@torch.inference_mode()
+def generate_and_score(model, tokenizer, prompt_ids: list[list[int]], continuations: list[list[list[int]]] | None,
+                       max_new_tokens: int = 40, batch_size: int = 16, desc: str | None = None,
+                       max_batch_tokens: int | None = None, max_padding: float | None = None,
+                       score_batch_size: int = 16) -> tuple[list[tuple[list[int], str]], list | None]:  # fmt: skip
+    """:func:`greedy_generate`, and with ``continuations`` (per prompt, a list of token lists) also
+    :func:`token_logliks` of each continuation after its prompt: ``(outputs, scores)``, ``scores[i]``
+    the (log-likelihood, is_greedy) pairs of prompt i's continuations.
+
+    With :func:`.decode.supported` models the continuations are scored on each prompt's own cache
+    right after its prompt pass, so a multiple-choice prompt is run once, not twice.
+    """
     config = _generation_config(model, tokenizer, max_new_tokens)
-    eos, pad = config.eos_token_id, config.pad_token_id
+    eos = config.eos_token_id
     results: list = [None] * len(prompt_ids)
-    device = model.device
+    scores: list | None = None if continuations is None else [[] for _ in prompt_ids]
     lengths = [len(x) for x in prompt_ids]
+    fast = decode.supported(model, config, max(lengths, default=0) + max_new_tokens)
     with tqdm(total=len(prompt_ids), desc=desc or "generate", unit="prompt", mininterval=5) as bar:
         for batch in batches(lengths, batch_size, max_batch_tokens, max_new_tokens, max_padding):
-            width = max(len(prompt_ids[i]) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):  # left padding
-                n = len(prompt_ids[i])
-                ids[row, width - n :] = torch.tensor(prompt_ids[i])
-                mask[row, width - n :] = 1
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config)
-            for row, i in enumerate(batch):
-                results[i] = _cut(out[row, width:].tolist(), eos)
+            if fast:
+                def score(row, cache, last, batch=batch):  # the options of prompt batch[row]
+                    i = batch[row]
+                    if continuations is not None and continuations[i]:
+                        scores[i] = _score_on_cache(model, prompt_ids[i], continuations[i], cache, last,
+                                                    config.pad_token_id, score_batch_size)  # fmt: skip
+
+                outs = decode.greedy_decode(model, [prompt_ids[i] for i in batch], max_new_tokens, eos,
+                                            on_prefill=score)  # fmt: skip
+            else:
+                outs = _generate_padded(model, [prompt_ids[i] for i in batch], config)
+            for i, out in zip(batch, outs, strict=True):
+                results[i] = out
             bar.update(len(batch))
-    return results
+    if continuations is not None and not fast:  # model.generate kept no cache: score separately
+        pairs = [(prompt_ids[i], c) for i, conts in enumerate(continuations) for c in conts]
+        flat = iter(token_logliks(model, tokenizer, pairs, score_batch_size, f"{desc or 'generate'} options",
+                                  max_batch_tokens=max_batch_tokens, max_padding=max_padding))  # fmt: skip
+        scores = [[next(flat) for _ in conts] for conts in continuations]
+    return results, scores
+
+
+def _generate_padded(model, prompts: list[list[int]], config) -> list[tuple[list[int], str]]:
+    """One left-padded ``model.generate`` call (models :mod:`.decode` does not handle)."""
+    width = max(map(len, prompts))
+    ids = torch.full((len(prompts), width), config.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):  # left padding
+        ids[row, width - len(p) :] = torch.tensor(p)
+        mask[row, width - len(p) :] = 1
+    out = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                         generation_config=config)  # fmt: skip
+    return [_cut(out[row, width:].tolist(), config.eos_token_id) for row in range(len(prompts))]
+
+
+def _score_on_cache(model, prompt: list[int], conts: list[list[int]], cache, last, pad: int,
+                    batch_size: int) -> list[tuple[float, bool]]:  # fmt: skip
+    """(log-likelihood, is_greedy) of each continuation after ``prompt``, given the prompt's own cache
+    (left unchanged: each chunk runs on a copy) and its last position's logits."""
+    for c in conts:
+        if not c:
+            raise ValueError("log-likelihood: empty continuation after encoding")
+    first = torch.log_softmax(last.float(), dim=-1)[None]  # one context row: scores every first token
+    n = len(prompt)
+    mask, positions = torch.ones((1, n), dtype=torch.long), torch.arange(n)[None]
+    pairs = [(prompt, c) for c in conts]
+    out = []
+    for start in range(0, len(conts), batch_size):
+        chunk = [(0, j) for j in range(start, min(start + batch_size, len(conts)))]
+        copy_ = decode.prefix_cache(model, cache, n)
+        out += _continuations(model, pairs, chunk, first, copy_, mask, positions, pad)
+    return out
 
 
 @torch.inference_mode()
@@ -212,13 +274,6 @@ def option_logliks(model, tokenizer, requests: list[tuple[str, str]], batch_size
     pairs = [encode_pair(tokenizer, c, x, move_whitespace) for c, x in requests]
     return token_logliks(model, tokenizer, pairs, batch_size, desc, [x for _, x in requests], max_batch_tokens,
                          max_padding, prompt_hook)  # fmt: skip
-
-
-def _cache_io(model) -> tuple[str, str]:
-    """(forward argument, output field) of the key/value cache: ``cache`` in transformers >= 5.2x,
-    ``past_key_values`` before."""
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    return name, name
 
 
 def _left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,7 +321,7 @@ def token_logliks(model, tokenizer, pairs: list[tuple[list[int], list[int]]], ba
                 out = model(input_ids=tensors[0], attention_mask=tensors[1], position_ids=tensors[2], use_cache=True,
                             logits_to_keep=1)  # fmt: skip
             first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # scores each continuation's first token
-            context_cache = getattr(out, _cache_io(model)[1])
+            context_cache = getattr(out, decode.cache_io(model))
             rows = [(k, i) for k, b in enumerate(batch) for i in groups[contexts[b]]]
             for start in range(0, len(rows), batch_size):
                 chunk = rows[start : start + batch_size]
@@ -299,7 +354,7 @@ def _continuations(model, pairs, chunk, first, cache, mask, positions, pad) -> l
         x_mask[r, : len(c) - 1] = 1
     x_pos = positions[rows, -1:] + 1 + torch.arange(rest)
     logits = model(input_ids=x.to(device), attention_mask=torch.cat([mask[rows], x_mask], -1).to(device),
-                   position_ids=x_pos.to(device), use_cache=True, **{_cache_io(model)[0]: cache}).logits  # fmt: skip
+                   position_ids=x_pos.to(device), use_cache=True, **{decode.cache_io(model): cache}).logits  # fmt: skip
     out = []
     for r, c in enumerate(conts):
         total, greedy = scores[r]

@@ -75,8 +75,19 @@ def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: 
     english = None
     if connection is not None and connection.needs_english:
         english = english_prompt_ids(tokenizer, items, desc)
-    if connection is None:
-        outputs = gen.greedy_generate(model, tokenizer, ids, g["max_new_tokens"], g["batch_size"], desc, **limits)
+    ll = settings["likelihood"]
+    mc = [i for i, it in enumerate(items) if it["task"] == "multiple_choice"] if ll["enabled"] else []
+    options = {i: option_continuations(items[i], ll["continuation"]) for i in mc}
+    scores = None
+    if connection is None:  # options scored on each prompt's cache, right after its prompt pass
+        pairs = {i: [gen.encode_pair(tokenizer, texts[i], o) for o in opts] for i, opts in options.items()}
+        conts = [[c for _, c in pairs.get(i, [])] for i in range(len(items))]
+        for i, ps in pairs.items():  # the context is the prompt, encoded the same way
+            if any(ctx != ids[i] or not cont for ctx, cont in ps):
+                raise ValueError(f"{items[i]['id']}: an option encodes to no tokens after the prompt")
+        outputs, scores = gen.generate_and_score(model, tokenizer, ids, conts if mc else None, g["max_new_tokens"],
+                                                 g["batch_size"], desc, **limits,
+                                                 score_batch_size=ll["batch_size"])  # fmt: skip
         layers = None
     else:
         outputs, layers = _connected_generate(connection, ids, english, lang, g, limits, desc)
@@ -90,12 +101,14 @@ def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: 
         })  # fmt: skip
         if layers is not None:
             records[-1]["layer"] = layers[k]
-    ll = settings["likelihood"]
-    mc = [i for i, it in enumerate(items) if it["task"] == "multiple_choice"]
-    if ll["enabled"] and mc:
+    if scores is not None:
+        for i in mc:
+            records[i].update(option_loglik=[s for s, _ in scores[i]], option_greedy=[b for _, b in scores[i]],
+                              continuation=ll["continuation"])  # fmt: skip
+    elif mc:
         requests, owner = [], []
         for i in mc:
-            for cont in option_continuations(items[i], ll["continuation"]):
+            for cont in options[i]:
                 requests.append((texts[i], cont))
                 owner.append(i)
         hook = None

@@ -1,0 +1,133 @@
+"""The CPU decoding loop (evaluate/decode.py) equals model.generate, token for token."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from crosstune.evaluate import decode as D
+from crosstune.evaluate import generation as G
+
+from .test_eval_generation import PROMPTS
+
+
+@pytest.fixture(scope="module")
+def family_models(tiny_model_dir):
+    loaded = {}
+
+    def get(family):
+        if family not in loaded:
+            loaded[family] = G.load_model(tiny_model_dir(family), dtype="float32", device="cpu")
+        return loaded[family]
+
+    return get
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "mistral", "gemma"])
+def test_greedy_decode_equals_generate(family_models, family):
+    model, tok = family_models(family)
+    ids = [G.encode(tok, G.chat_text(tok, p)) for p in PROMPTS]
+    # shared prefixes of every kind: a duplicate, a prompt that is a prefix of another, a common head
+    ids += [ids[0], ids[3][: len(ids[3]) - 4], ids[3] + ids[1]]
+    config = G._generation_config(model, tok, 10)
+    assert D.supported(model, config, max(map(len, ids)) + 10)  # mistral: its window holds the sequence
+    reference = G.generate_one_by_one(model, tok, ids, max_new_tokens=10)
+    for reuse in (True, False):
+        assert D.greedy_decode(model, ids, 10, config.eos_token_id, reuse_prefix=reuse) == reference
+    # the prompt passes ran fewer tokens than the prompts hold: shared prefixes ran once
+    ran = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: ran.append(kw["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        assert D.greedy_decode(model, ids, 1, config.eos_token_id) == [(r[:1], "length" if r else "eos")
+                                                                         for r, _ in reference]  # fmt: skip
+    finally:
+        hook.remove()
+    assert len(ran) == len(ids) and sum(ran) <= sum(map(len, ids)) - len(ids[0]) - len(ids[3]) + 6
+    # rows that stop early leave the batch: make the first new token of three prompts an eos id
+    eos = config.eos_token_id + [reference[k][0][0] for k in (1, 4, 6) if reference[k][0]]
+    got = D.greedy_decode(model, ids, 10, eos)
+    for (new, why), (ref, _) in zip(got, reference, strict=True):
+        cut = next((k for k, t in enumerate(ref) if t in eos), None)
+        assert (new, why) == ((ref, "length") if cut is None else (ref[:cut], "eos"))
+    assert sum(why == "eos" for _, why in got) >= 3
+
+
+def test_unsupported_configs_fall_back_to_generate(family_models):
+    model, tok = family_models("mistral")
+    config = G._generation_config(model, tok, 10)
+    assert not D.supported(model, config, model.config.sliding_window + 1)  # window too short
+    model, tok = family_models("llama")
+    assert D.supported(model, config, 100)
+    ids = [G.encode(tok, G.chat_text(tok, p)) for p in PROMPTS[:4]]
+    before = model.generation_config.repetition_penalty
+    model.generation_config.repetition_penalty = 1.5  # a logits processor generate applies
+    try:
+        assert not D.supported(model, G._generation_config(model, tok, 8), 100)
+        reference = G.generate_one_by_one(model, tok, ids, 8)
+        assert G.greedy_generate(model, tok, ids, 8, batch_size=4) == reference
+    finally:
+        model.generation_config.repetition_penalty = before
+
+
+def test_reserved_layer_writes_in_place_and_grows():
+    keys = torch.zeros(2, 1, 4, 3)
+    layer = D.ReservedLayer(keys, torch.zeros(2, 1, 4, 3), length=2)
+    k, v = layer.update(torch.ones(2, 1, 1, 3), 2 * torch.ones(2, 1, 1, 3))
+    assert k.shape == (2, 1, 3, 3) and layer.key_room is keys and keys[:, :, 2].eq(1).all()
+    k, v = layer.update(torch.ones(2, 1, 2, 3), torch.ones(2, 1, 2, 3))  # 5 > room 4: grows
+    assert k.shape == (2, 1, 5, 3) and layer.get_seq_length() == 5 and v[:, :, 2].eq(2).all()
+    layer.select([1], start=1)
+    assert layer.keys.shape == (1, 1, 4, 3) and layer.length == 4
+
+
+def test_generate_and_score_equals_separate_calls(family_models):
+    model, tok = family_models("llama")
+    ids = [G.encode(tok, G.chat_text(tok, p)) for p in PROMPTS[:5]]
+    conts = [[G.encode(tok, o) for o in ("yes", "no", "(2) no, it is not")] if k % 2 == 0 else []
+             for k in range(len(ids))]  # fmt: skip
+    # score batch 2: three options run in two chunks, each on its own copy of the prompt's cache
+    outputs, scores = G.generate_and_score(model, tok, ids, conts, 6, batch_size=3, score_batch_size=2)
+    assert outputs == G.generate_one_by_one(model, tok, ids, 6)
+    pairs = [(ids[k], c) for k in range(len(ids)) for c in conts[k]]
+    expected = iter(G.token_logliks(model, tok, pairs))
+    for k in range(len(ids)):
+        assert len(scores[k]) == len(conts[k])
+        for total, greedy in scores[k]:
+            ref_total, ref_greedy = next(expected)
+            assert total == pytest.approx(ref_total, abs=1e-4) and greedy == ref_greedy
+
+
+def test_predict_language_scores_options_once_per_prompt(family_models):
+    from crosstune.evaluate.predict import option_continuations, predict_language
+
+    from .eval_items import nli_items
+
+    model, tok = family_models("llama")
+    items = nli_items("zh")
+    settings = {"generation": {"max_new_tokens": 5, "batch_size": 2},
+                "likelihood": {"enabled": True, "continuation": "text", "batch_size": 2}}  # fmt: skip
+    passes = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: passes.append(kw["input_ids"].shape), with_kwargs=True)
+    try:
+        records = predict_language(model, tok, items, settings)
+    finally:
+        hook.remove()
+    prompt_tokens = sum(r["prompt_tokens"] for r in records)
+    assert sum(s[0] * s[1] for s in passes if s[1] > 1) < 2 * prompt_tokens  # no second prompt pass
+    texts = [G.chat_text(tok, it["prompt"]) for it in items]
+    requests = [(t, o) for t, it in zip(texts, items, strict=True) for o in option_continuations(it, "text")]
+    expected = iter(G.option_logliks(model, tok, requests))
+    for r in records:
+        for total, greedy in zip(r["option_loglik"], r["option_greedy"], strict=True):
+            ref_total, ref_greedy = next(expected)
+            assert total == pytest.approx(ref_total, abs=1e-4) and greedy == ref_greedy
+
+
+def test_reserved_layer_select_moves_rows_up_in_place():
+    keys = torch.arange(4.0)[:, None, None, None].expand(4, 1, 5, 2).clone()  # row r holds r everywhere
+    layer = D.ReservedLayer(keys, keys.clone(), length=3)
+    layer.select([1, 3], start=1, firsts=[1, 2])  # row 3's real positions start at column 2
+    assert layer.key_room.data_ptr() == keys[0, :, 1:].data_ptr()  # the same buffer
+    assert layer.keys.shape == (2, 1, 2, 2) and layer.keys[:, 0, :, 0].tolist() == [[1.0, 1.0], [1.0, 3.0]]
+    layer.batch_select_indices(torch.tensor([1]))
+    assert layer.values[:, 0, :, 0].tolist() == [[1.0, 3.0]] and layer.get_seq_length() == 2
