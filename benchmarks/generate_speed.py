@@ -102,9 +102,12 @@ def main():
     ap.add_argument("--max-padding", type=float, default=0.25, help="largest share of padding in a batch")
     ap.add_argument("--padded", action="store_true", help="also time the previous contender (padded generate)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (rule generate's default is 1)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "auto"],
+                    help="model dtype (config.yaml evaluates in auto: bfloat16 on a CPU with AVX512-BF16/AMX)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model, tok = G.load_model(args.model, dtype="float32", device="cpu") if args.model else tiny_model()
+    model, tok = G.load_model(args.model, dtype=args.dtype, device="cpu") if args.model else tiny_model()
+    print(f"dtype: {model.dtype}")
     texts, source = prompts(args.prompts, args.only.split(",") if args.only else None)
     ids = [G.encode(tok, G.chat_text(tok, t)) for t in texts]
     G.greedy_generate(model, tok, ids[:2], 2, 2)  # warm-up (first-call allocations)
@@ -137,7 +140,7 @@ def main():
     print(f"| {name} | {len(ids)} ({source.split(': ')[-1]}) | {sum(map(len, ids)) / len(ids):.0f} | "
           f"{args.batch_size} | {t_single:.1f} | {t_batched:.1f} | **{t_single / t_batched:.1f}x** | "
           f"{p_single:.1f} / {p_batched:.1f} | {decode:.1f}x | {same}/{len(ids)} | "
-          f"{platform.machine()}, {args.threads} thread(s), torch {torch.__version__} |")  # fmt: skip
+          f"{platform.machine()}, {args.threads} thread(s), {str(model.dtype).split('.')[-1]}, torch {torch.__version__} |")  # fmt: skip
     if args.padded:
         print(f"before (padded model.generate batches): {t_padded:.1f} s = {t_single / t_padded:.1f}x, identical "
               f"outputs: {sum(a == b for a, b in zip(padded, single, strict=True))}/{len(ids)}")
