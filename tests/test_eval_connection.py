@@ -20,18 +20,23 @@ SETTINGS = {"generation": {"max_new_tokens": 6, "batch_size": 2, "max_batch_toke
 
 
 @pytest.fixture(scope="module")
-def connected(tiny_model_dir, tmp_path_factory):
-    """The tiny model with a random Decision Maker (scaled up so layers differ) and a large random matrix
-    (so the connection visibly changes what the random model says)."""
-    model_dir = tiny_model_dir("llama")
+def cc_dir(tiny_model_dir, tmp_path_factory):
+    """A random Decision Maker (scaled up so layers differ) and a large random matrix (so the
+    connection visibly changes what the random tiny model says)."""
     out = tmp_path_factory.mktemp("cc")
     torch.manual_seed(3)
     dm = DecisionMaker(64, 2, init_std=1.0)
     save_decision_maker(dm, out / "decision_maker.safetensors")
     save_transform(out / "transform.safetensors", {"all": 30 * torch.randn(64, 64)})
-    (out / "config.json").symlink_to(model_dir / "config.json")
-    model, tok = G.load_model(model_dir, dtype="float32", device="cpu")
-    return model, tok, Connection(model, tok, out, out / "transform.safetensors")
+    (out / "config.json").symlink_to(tiny_model_dir("llama") / "config.json")
+    return out
+
+
+@pytest.fixture(scope="module")
+def connected(tiny_model_dir, cc_dir):
+    """The tiny model and its connection in matrix mode."""
+    model, tok = G.load_model(tiny_model_dir("llama"), dtype="float32", device="cpu")
+    return model, tok, Connection(model, tok, cc_dir, cc_dir / "transform.safetensors")
 
 
 def test_generation_uses_the_connection(connected):
@@ -81,9 +86,9 @@ def oracle_items(lang: str) -> list[dict]:
     return [{**it, "prompt_en": en["prompt"]} for it, en in zip(nli_items(lang), english, strict=True)]
 
 
-def test_oracle_generation_takes_the_english_prompts(connected):
+def test_oracle_generation_takes_the_english_prompts(connected, cc_dir):
     model, tok, conn = connected
-    oracle = Connection(model, tok, conn.source_dir, mode="oracle")
+    oracle = Connection(model, tok, cc_dir, mode="oracle")
     items = oracle_items("zh")
     records = predict_language(model, tok, items, SETTINGS, connection=oracle)
     reference = inference.generate(model, tok, [it["prompt"] for it in items], mode="oracle", dm=oracle.dm,
@@ -95,9 +100,9 @@ def test_oracle_generation_takes_the_english_prompts(connected):
     assert [r["output"] for r in records] != [r["output"] for r in matrix]  # a different connection
 
 
-def test_oracle_option_logliks_use_the_english_prompt(connected):
-    model, tok, conn = connected
-    oracle = Connection(model, tok, conn.source_dir, mode="oracle")
+def test_oracle_option_logliks_use_the_english_prompt(connected, cc_dir):
+    model, tok, _ = connected
+    oracle = Connection(model, tok, cc_dir, mode="oracle")
     items = oracle_items("zh")
     records = predict_language(model, tok, items, SETTINGS, connection=oracle)
     it, got = items[1], records[1]["option_loglik"]
@@ -116,25 +121,24 @@ def test_oracle_option_logliks_use_the_english_prompt(connected):
         assert total == pytest.approx(expected, abs=1e-4)
 
 
-def test_oracle_without_english_prompts_is_a_clear_error(connected):
-    model, tok, conn = connected
-    oracle = Connection(model, tok, conn.source_dir, mode="oracle")
+def test_oracle_without_english_prompts_is_a_clear_error(connected, cc_dir):
+    model, tok, _ = connected
+    oracle = Connection(model, tok, cc_dir, mode="oracle")
     with pytest.raises(ValueError, match=r"xnli/zh: .*prompt_en.*xnli/zh/0000"):
         predict_language(model, tok, nli_items("zh"), SETTINGS, desc="xnli/zh", connection=oracle)
 
 
-def test_matrix_mode_needs_the_transform(connected):
-    model, tok, conn = connected
+def test_matrix_mode_needs_the_transform(connected, cc_dir):
+    model, tok, _ = connected
     with pytest.raises(ValueError, match="Transform Matrix"):
-        Connection(model, tok, conn.source_dir, mode="matrix")
+        Connection(model, tok, cc_dir, mode="matrix")
 
 
 @pytest.mark.parametrize("mode", ["matrix", "oracle"])
-def test_the_connection_runs_in_bfloat16(connected, tiny_model_dir, mode):
+def test_the_connection_runs_in_bfloat16(cc_dir, tiny_model_dir, mode):
     """dtype bfloat16 (or auto on bf16 hardware): activations, matrix and Decision Maker meet in the model's dtype."""
-    _, _, conn = connected
     model, tok = G.load_model(tiny_model_dir("llama"), dtype="bfloat16", device="cpu")
-    bf16 = Connection(model, tok, conn.source_dir, conn.source_dir / "transform.safetensors", mode=mode)
+    bf16 = Connection(model, tok, cc_dir, cc_dir / "transform.safetensors", mode=mode)
     records = predict_language(model, tok, oracle_items("zh"), SETTINGS, connection=bf16)
     assert all(isinstance(r["layer"], int) and len(r["option_loglik"]) == 3 for r in records)
 

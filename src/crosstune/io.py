@@ -8,6 +8,7 @@ never leaves a partial file that looks finished.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -97,3 +98,12 @@ def require_fields(record: dict, fields: Iterable[str], where: str) -> None:
         value = record.get(field)
         if not isinstance(value, str) or not value.strip():
             raise DataError(f"{where}: field {field!r} is missing or empty")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()

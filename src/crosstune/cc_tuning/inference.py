@@ -21,11 +21,11 @@ cost over plain decoding is one extra single-token forward pass per batch.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 
 import torch
 
+from ..evaluate.decode import cache_io
 from .connection import (
     capture_mlp,
     chat_prompt_ids,
@@ -49,12 +49,6 @@ def new_cache(model):
         return DynamicCache(config=unwrap(model).config)
     except TypeError:  # older transformers
         return DynamicCache()
-
-
-def cache_kwarg(model) -> str:
-    """``cache`` (transformers >= 5.x) or ``past_key_values`` - whichever the model's forward takes."""
-    params = inspect.signature(unwrap(model).forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
 
 
 def drop_last_tokens(cache, n: int = 1) -> None:
@@ -113,7 +107,7 @@ def generate_batch(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *, mod
     if T < 2:
         raise ValueError("cc_tuning inference needs prompts of at least two tokens")
     position_ids = left_padded_position_ids(mask)
-    cache, kw = new_cache(model), cache_kwarg(model)
+    cache, kw = new_cache(model), cache_io(unwrap(model))
     last = torch.full((B,), T - 1, dtype=torch.long, device=device)
     if mode == "matrix":
         if langs is None and matrices is not None and SHARED in matrices:

@@ -47,7 +47,7 @@ class Connection:
         if not path.exists():
             raise FileNotFoundError(f"{model_dir}: no {DECISION_MAKER}; was this model trained as cc_tuning?")
         device = next(model.parameters()).device
-        self.model, self.tokenizer, self.mode, self.source_dir = model, tokenizer, mode, Path(model_dir)
+        self.model, self.tokenizer, self.mode = model, tokenizer, mode
         self.dm = load_decision_maker(path, device=device)
         self.matrices = load_transform(transform) if mode == "matrix" else None
         self.layer_choice, self.tau = layer_choice, tau

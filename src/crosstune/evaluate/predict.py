@@ -16,7 +16,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from ..io import atomic_path, read_jsonl, write_jsonl
+from ..io import atomic_path, read_jsonl, sha256_file, write_jsonl
 from . import generation as gen
 from .items import read_items
 
@@ -125,14 +125,6 @@ def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: 
     return records
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def model_fingerprint(model_dir: str | Path) -> list:
     """Name, size and modification time of every file of a model directory (cheap, no hashing)."""
     model_dir = Path(model_dir)
@@ -142,8 +134,8 @@ def model_fingerprint(model_dir: str | Path) -> list:
 def fingerprint(settings: dict, items_path: Path, model_dir: Path) -> str:
     """Settings (CC-Tuning's transform file included, by content), items and model files."""
     extra = settings.get("cc_tuning") or {}
-    transform = _sha256(Path(extra["transform"])) if extra.get("transform") else None
-    blob = json.dumps([settings, _sha256(items_path), model_fingerprint(model_dir), transform], sort_keys=True)
+    transform = sha256_file(Path(extra["transform"])) if extra.get("transform") else None
+    blob = json.dumps([settings, sha256_file(items_path), model_fingerprint(model_dir), transform], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

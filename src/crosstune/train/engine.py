@@ -26,7 +26,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..io import read_jsonl, write_json
+from ..io import read_jsonl, sha256_file, write_json
 from ..methods import TrainDataError, get_method
 from . import data
 
@@ -135,18 +135,10 @@ def training_arguments(settings: dict, seed: int, checkpoint_dir: str | os.PathL
     )
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fingerprint(settings: dict, seed: int, pairs: Path, model_dir: Path) -> str:
     """Hash of everything a checkpoint depends on (settings, seed, pairs, base model files)."""
-    parts = {"settings": settings, "seed": seed, "pairs": file_digest(pairs)}
-    parts["model"] = {f.name: file_digest(f) for f in sorted(model_dir.iterdir())
+    parts = {"settings": settings, "seed": seed, "pairs": sha256_file(pairs)}
+    parts["model"] = {f.name: sha256_file(f) for f in sorted(model_dir.iterdir())
                       if f.is_file() and f.name != "provenance.json"}  # fmt: skip
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
