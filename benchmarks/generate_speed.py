@@ -10,7 +10,7 @@ over the six benchmarks in proportion to their sizes in the paper's evaluation
 MKQA 1000, XL-Sum 100; at least one each) with the languages cycled - else a
 built-in multilingual set. Both
 runs decode the same chat-templated prompts greedily (``--max-new-tokens``, 40
-as in the paper) with the same model in float32 in this process; the baseline
+as in the paper) with the same model (``--dtype``) in this process; the baseline
 is ``generate_one_by_one`` (what the paper's code did: one ``model.generate``
 call per prompt, with its KV cache), the contender ``greedy_generate``
 (length-sorted batches decoded by :mod:`crosstune.evaluate.decode`);
@@ -104,6 +104,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="torch threads (rule generate's default is 1)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "auto"],
                     help="model dtype (config.yaml evaluates in auto: bfloat16 on a CPU with AVX512-BF16/AMX)")
+    ap.add_argument("--reuse-prefix", action="store_true", help="compute shared prompt prefixes once")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, tok = G.load_model(args.model, dtype=args.dtype, device="cpu") if args.model else tiny_model()
@@ -117,7 +118,8 @@ def main():
         out = fn(*a, **kw)
         return out, time.perf_counter() - t0
 
-    limits = {"max_batch_tokens": args.max_batch_tokens, "max_padding": args.max_padding}
+    limits = {"max_batch_tokens": args.max_batch_tokens, "max_padding": args.max_padding,
+              "reuse_prefix": args.reuse_prefix}
     load = os.getloadavg()[0]
     batched, t_batched = timed(G.greedy_generate, model, tok, ids, args.max_new_tokens, args.batch_size, **limits)
     if args.padded:  # the previous contender: one left-padded model.generate call per batch

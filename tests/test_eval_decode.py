@@ -38,8 +38,8 @@ def test_greedy_decode_equals_generate(family_models, family):
     ran = []
     hook = model.register_forward_pre_hook(lambda m, a, kw: ran.append(kw["input_ids"].shape[1]), with_kwargs=True)
     try:
-        assert D.greedy_decode(model, ids, 1, config.eos_token_id) == [(r[:1], "length" if r else "eos")
-                                                                         for r, _ in reference]  # fmt: skip
+        first = D.greedy_decode(model, ids, 1, config.eos_token_id, reuse_prefix=True)
+        assert first == [(r[:1], "length" if r else "eos") for r, _ in reference]
     finally:
         hook.remove()
     assert len(ran) == len(ids) and sum(ran) <= sum(map(len, ids)) - len(ids[0]) - len(ids[3]) + 6
@@ -50,6 +50,38 @@ def test_greedy_decode_equals_generate(family_models, family):
         cut = next((k for k, t in enumerate(ref) if t in eos), None)
         assert (new, why) == ((ref, "length") if cut is None else (ref[:cut], "eos"))
     assert sum(why == "eos" for _, why in got) >= 3
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_bfloat16_logits_equal_one_by_one_bit_for_bit(tiny_model_dir, family):
+    """In bfloat16 every logit of the batched loop is the one-by-one loop's, bit for bit: each row's
+    operations are its own and a decode step's matrix product of a few rows rounds each row as a
+    one-row product (not so with masked attention over the padding, or with prefix reuse's shorter
+    prompt pass; in float32 a batched product differs from a one-row one in the last bit)."""
+    from transformers import GenerationConfig
+
+    model, tok = G.load_model(tiny_model_dir(family), dtype="bfloat16", device="cpu")
+    ids = [G.encode(tok, G.chat_text(tok, p)) for p in PROMPTS]
+    ids += [ids[0], ids[3][: len(ids[3]) - 4], ids[3] + ids[1]]
+    n = 8  # no eos: every row decodes every step, so decode step s holds all prompts in order
+    config = GenerationConfig(do_sample=False, max_new_tokens=n, eos_token_id=None, pad_token_id=0,
+                              output_logits=True, return_dict_in_generate=True)  # fmt: skip
+    reference = []
+    for p in ids:  # generate's logits are the last position's, in float32
+        x = torch.tensor([p])
+        reference.append(torch.cat(model.generate(input_ids=x, attention_mask=torch.ones_like(x),
+                                                  generation_config=config).logits))  # fmt: skip
+    calls = []
+    hook = model.lm_head.register_forward_hook(lambda m, a, out: calls.append(out[:, -1].float()))
+    try:
+        D.greedy_decode(model, ids, n, [])
+    finally:
+        hook.remove()
+    assert len(calls) == len(ids) + n - 1  # one prompt pass per prompt, then n - 1 decode steps
+    order = sorted(range(len(ids)), key=lambda i: ids[i])  # prompt passes run in lexicographic order
+    for i, ref in enumerate(reference):
+        ours = torch.stack([calls[order.index(i)][0]] + [calls[len(ids) + s][i] for s in range(n - 1)])
+        assert torch.equal(ours, ref), f"prompt {i}"
 
 
 def test_unsupported_configs_fall_back_to_generate(family_models):
@@ -131,3 +163,32 @@ def test_reserved_layer_select_moves_rows_up_in_place():
     assert layer.keys.shape == (2, 1, 2, 2) and layer.keys[:, 0, :, 0].tolist() == [[1.0, 1.0], [1.0, 3.0]]
     layer.batch_select_indices(torch.tensor([1]))
     assert layer.values[:, 0, :, 0].tolist() == [[1.0, 3.0]] and layer.get_seq_length() == 2
+
+
+def test_decoder_setting_picks_the_loop_and_names_the_key(family_models, monkeypatch):
+    from crosstune.evaluate.predict import predict_language
+
+    from .eval_items import nli_items
+
+    model, tok = family_models("llama")
+    ids = [G.encode(tok, G.chat_text(tok, p)) for p in PROMPTS[:4]]
+    reference = G.generate_one_by_one(model, tok, ids, 6)
+    calls = []
+    real = D.greedy_decode
+    monkeypatch.setattr(D, "greedy_decode", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    assert G.greedy_generate(model, tok, ids, 6, batch_size=4) == reference
+    assert len(calls) == 1 and calls[0]["reuse_prefix"] is False  # exact by default, no prefix reuse
+    # padded: model.generate batches (in float32 the same tokens), the decode loop is not called
+    assert G.greedy_generate(model, tok, ids, 6, batch_size=4, decoder="padded") == reference
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="evaluation.generation.decoder: 'fast'"):
+        G.greedy_generate(model, tok, ids, 6, decoder="fast")
+    # the rule's settings reach the library
+    settings = {"generation": {"max_new_tokens": 3, "batch_size": 2, "decoder": "exact", "reuse_prefix": True},
+                "likelihood": {"enabled": False, "continuation": "text", "batch_size": 2}}  # fmt: skip
+    predict_language(model, tok, nli_items("zh")[:2], settings)
+    assert calls[-1]["reuse_prefix"] is True
+    settings["generation"]["decoder"] = "padded"
+    n = len(calls)
+    records = predict_language(model, tok, nli_items("zh")[:2], settings)
+    assert len(calls) == n and len(records) == 2

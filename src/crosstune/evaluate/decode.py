@@ -13,13 +13,24 @@
 Here each prompt's prompt pass runs alone and unpadded - the same computation
 as the one-prompt-at-a-time loop - and writes its keys and values straight
 into LEFT-padded batch buffers with room for the new tokens (each decode step
-writes in place). A prompt that shares a long token prefix with the previous
+writes in place). Decode steps attend per row over the row's own positions
+only (:func:`ragged_sdpa`), so padding costs no arithmetic and does not limit
+the batch, and a row leaves the batch as soon as it has stopped.
+
+Every operation a row goes through is then the one-by-one loop's own, except
+the decode steps' matrix products, which take all rows at once. In bfloat16 on
+this project's CPU (oneDNN with AMX) a product of up to 32 rows gives each row
+exactly the bits of a one-row product (33 rows and more do not), so the outputs
+equal the one-by-one loop's token for token by construction; in float32 a
+product of 2 rows or more rounds the last bit differently from a one-row
+product, which in every measurement here left the outputs unchanged
+(BENCHMARKS.md has both, and an H200 run). Optionally
+(``reuse_prefix``) a prompt that shares a long token prefix with the previous
 one (prompts are visited in lexicographic order: the chat template's system
-prompt, a benchmark's instruction head, a premise shared by three XNLI
-hypotheses) copies it from that prompt's row instead of computing it, where
-that pays (see :func:`prefill`). Decode steps attend per row over the row's
-own positions only (:func:`ragged_sdpa`), so padding costs no arithmetic and
-does not limit the batch, and a row leaves the batch as soon as it has stopped.
+prompt, a premise shared by three XNLI hypotheses) copies it from that
+prompt's row instead of computing it, where that pays (see :func:`prefill`):
+about 5% of the prompt pass, but the shorter pass is a matrix product of
+another shape, which rounds differently (in bfloat16 8 of 32 outputs changed).
 
 Semantics are those of ``model.generate`` with ``do_sample=False``: the
 argmax of the last position's float32 logits, stop at any end-of-sequence id
@@ -191,7 +202,7 @@ def _row_cache(model, layers: list[ReservedLayer], row: int, pad: int, length: i
     return cache
 
 
-def prefill(model, prompts: list[list[int]], room: int, reuse_prefix: bool = True, zero_padding: bool = False,
+def prefill(model, prompts: list[list[int]], room: int, reuse_prefix: bool = False, zero_padding: bool = False,
             on_prefill=None) -> tuple[list[ReservedLayer], torch.Tensor]:  # fmt: skip
     """The prompt pass of every prompt, alone and unpadded, into LEFT-padded batch buffers.
 
@@ -247,7 +258,7 @@ def prefill(model, prompts: list[list[int]], room: int, reuse_prefix: bool = Tru
 
 
 @torch.inference_mode()
-def greedy_decode(model, prompts: list[list[int]], max_new_tokens: int, eos: list[int], reuse_prefix: bool = True,
+def greedy_decode(model, prompts: list[list[int]], max_new_tokens: int, eos: list[int], reuse_prefix: bool = False,
                   on_prefill=None, ragged: bool = True) -> list[tuple[list[int], str]]:  # fmt: skip
     """(new tokens before the first eos id, "eos" | "length") of every prompt, decoded as one batch.
 

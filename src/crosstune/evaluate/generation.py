@@ -9,14 +9,14 @@ length (longest first, so memory errors come early) of at most ``batch_size``
 prompts, ``max_batch_tokens`` padded tokens (prompt + new tokens) and a
 ``max_padding`` share of padding. Each batch is decoded by
 :func:`.decode.greedy_decode`: every prompt's prompt pass runs alone and
-unpadded (sharing the prefix it has with its neighbour), the caches are
-LEFT-padded side by side for the decode steps, finished rows leave the batch;
-models it does not handle (short sliding windows, logits processors in the
-generation config) get one left-padded ``model.generate`` call per batch.
-Position ids count real tokens only, so every prompt sees positions 0, 1, ...
-exactly as when it is decoded alone; in float32 the batched tokens equal those
-of :func:`generate_one_by_one`, the one-prompt-at-a-time loop of the paper's
-code (tests and ``benchmarks/generate_speed.py`` check this).
+unpadded, the caches are LEFT-padded side by side for the decode steps,
+finished rows leave the batch; models it does not handle (short sliding
+windows, logits processors in the generation config), and ``decoder="padded"``,
+get one left-padded ``model.generate`` call per batch. Position ids count real
+tokens only, so every prompt sees positions 0, 1, ... exactly as when it is
+decoded alone; the batched tokens equal those of :func:`generate_one_by_one`,
+the one-prompt-at-a-time loop of the paper's code, in float32 and in bfloat16
+(tests and ``benchmarks/generate_speed.py`` check this).
 :func:`generate_and_score` also scores multiple-choice options on each prompt's
 cache right after its prompt pass, so such a prompt is run once, not twice.
 
@@ -48,6 +48,7 @@ from . import decode
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DECODERS = ("exact", "padded")  # evaluation.generation.decoder
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -162,30 +163,39 @@ def _cut(new_tokens: list[int], eos: list[int]) -> tuple[list[int], str]:
 @torch.inference_mode()
 def greedy_generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int = 40,
                     batch_size: int = 16, desc: str | None = None, max_batch_tokens: int | None = None,
-                    max_padding: float | None = None) -> list[tuple[list[int], str]]:  # fmt: skip
+                    max_padding: float | None = None, decoder: str = "exact",
+                    reuse_prefix: bool = False) -> list[tuple[list[int], str]]:  # fmt: skip
     """Greedy continuation of every prompt: (new tokens before eos, "eos" | "length"), in input order."""
     return generate_and_score(model, tokenizer, prompt_ids, None, max_new_tokens, batch_size, desc,
-                              max_batch_tokens, max_padding)[0]  # fmt: skip
+                              max_batch_tokens, max_padding, decoder=decoder, reuse_prefix=reuse_prefix)[0]  # fmt: skip
 
 
 @torch.inference_mode()
 def generate_and_score(model, tokenizer, prompt_ids: list[list[int]], continuations: list[list[list[int]]] | None,
                        max_new_tokens: int = 40, batch_size: int = 16, desc: str | None = None,
                        max_batch_tokens: int | None = None, max_padding: float | None = None,
-                       score_batch_size: int = 16) -> tuple[list[tuple[list[int], str]], list | None]:  # fmt: skip
+                       score_batch_size: int = 16, decoder: str = "exact",
+                       reuse_prefix: bool = False) -> tuple[list[tuple[list[int], str]], list | None]:  # fmt: skip
     """:func:`greedy_generate`, and with ``continuations`` (per prompt, a list of token lists) also
     :func:`token_logliks` of each continuation after its prompt: ``(outputs, scores)``, ``scores[i]``
     the (log-likelihood, is_greedy) pairs of prompt i's continuations.
 
-    With :func:`.decode.supported` models the continuations are scored on each prompt's own cache
-    right after its prompt pass, so a multiple-choice prompt is run once, not twice.
+    ``decoder``: ``exact`` decodes with :func:`.decode.greedy_decode` (outputs equal
+    :func:`generate_one_by_one`'s) where :func:`.decode.supported`, else ``model.generate``;
+    ``padded`` always runs left-padded ``model.generate`` batches (faster on a GPU, but a padded
+    batch rounds differently: in bfloat16 some outputs differ from one-by-one decoding).
+    ``reuse_prefix``: see :func:`.decode.prefill`. With ``exact`` the continuations are scored
+    on each prompt's own cache right after its prompt pass, so a multiple-choice prompt is run
+    once, not twice.
     """
+    if decoder not in DECODERS:
+        raise ValueError(f"evaluation.generation.decoder: {decoder!r} is not one of {DECODERS}")
     config = _generation_config(model, tokenizer, max_new_tokens)
     eos = config.eos_token_id
     results: list = [None] * len(prompt_ids)
     scores: list | None = None if continuations is None else [[] for _ in prompt_ids]
     lengths = [len(x) for x in prompt_ids]
-    fast = decode.supported(model, config, max(lengths, default=0) + max_new_tokens)
+    fast = decoder == "exact" and decode.supported(model, config, max(lengths, default=0) + max_new_tokens)
     with tqdm(total=len(prompt_ids), desc=desc or "generate", unit="prompt", mininterval=5) as bar:
         for batch in batches(lengths, batch_size, max_batch_tokens, max_new_tokens, max_padding):
             if fast:
@@ -196,7 +206,7 @@ def generate_and_score(model, tokenizer, prompt_ids: list[list[int]], continuati
                                                     config.pad_token_id, score_batch_size)  # fmt: skip
 
                 outs = decode.greedy_decode(model, [prompt_ids[i] for i in batch], max_new_tokens, eos,
-                                            on_prefill=score)  # fmt: skip
+                                            reuse_prefix=reuse_prefix, on_prefill=score)  # fmt: skip
             else:
                 outs = _generate_padded(model, [prompt_ids[i] for i in batch], config)
             for i, out in zip(batch, outs, strict=True):

@@ -87,7 +87,9 @@ def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: 
                 raise ValueError(f"{items[i]['id']}: an option encodes to no tokens after the prompt")
         outputs, scores = gen.generate_and_score(model, tokenizer, ids, conts if mc else None, g["max_new_tokens"],
                                                  g["batch_size"], desc, **limits,
-                                                 score_batch_size=ll["batch_size"])  # fmt: skip
+                                                 score_batch_size=ll["batch_size"],
+                                                 decoder=g.get("decoder", "exact"),
+                                                 reuse_prefix=g.get("reuse_prefix", False))  # fmt: skip
         layers = None
     else:
         outputs, layers = _connected_generate(connection, ids, english, lang, g, limits, desc)
