@@ -39,10 +39,12 @@ def connected(tiny_model_dir, cc_dir):
     return model, tok, Connection(model, tok, cc_dir, cc_dir / "transform.safetensors")
 
 
-def test_generation_uses_the_connection(connected):
+@pytest.mark.parametrize("decoder", ["exact", "padded"])
+def test_generation_uses_the_connection(connected, decoder):
     model, tok, conn = connected
     items = nli_items("zh")
-    records = predict_language(model, tok, items, SETTINGS, connection=conn)
+    settings = {**SETTINGS, "generation": {**SETTINGS["generation"], "decoder": decoder}}
+    records = predict_language(model, tok, items, settings, connection=conn)
     reference = inference.generate(model, tok, [it["prompt"] for it in items], mode="matrix", dm=conn.dm,
                                    matrices=conn.matrices, langs=["zh"] * 3, batch_size=1, max_new_tokens=6)  # fmt: skip
     assert [r["output"] for r in records] == [x["text"] for x in reference]
@@ -74,6 +76,31 @@ def test_option_logliks_with_the_connection(connected):
         assert total != pytest.approx(plain_total, abs=1e-3)  # and it is not the plain model's
 
 
+def test_exact_decoder_scores_options_on_the_connected_prompt_cache(connected):
+    """Exact decoder: one prompt pass with c at p serves the first new token and every option;
+    padded: a second, connected pass per option (checked against a hand-built forward above)."""
+    model, tok, conn = connected
+    items = nli_items("zh")
+    runs = {}
+    for decoder in ("exact", "padded"):
+        settings = {**SETTINGS, "generation": {**SETTINGS["generation"], "decoder": decoder}}
+        passes: list = []
+        hook = model.register_forward_pre_hook(lambda m, a, kw, passes=passes: passes.append(kw["input_ids"].shape),
+                                               with_kwargs=True)  # fmt: skip
+        try:
+            runs[decoder] = predict_language(model, tok, items, settings, connection=conn)
+        finally:
+            hook.remove()
+        runs[decoder + " prompt tokens"] = sum(b * t for b, t in passes if t > 1)
+    exact, padded = runs["exact"], runs["padded"]
+    assert [r["output"] for r in exact] == [r["output"] for r in padded]
+    assert [r["layer"] for r in exact] == [r["layer"] for r in padded]
+    for e, p in zip(exact, padded, strict=True):
+        assert e["option_loglik"] == pytest.approx(p["option_loglik"], abs=1e-4)
+        assert e["option_greedy"] == p["option_greedy"]
+    assert runs["exact prompt tokens"] < runs["padded prompt tokens"]  # no second prompt pass
+
+
 def test_missing_decision_maker_is_a_clear_error(tiny_model_dir, tmp_path):
     model, tok = G.load_model(tiny_model_dir("llama"), device="cpu")
     with pytest.raises(FileNotFoundError, match="decision_maker.safetensors"):
@@ -86,11 +113,13 @@ def oracle_items(lang: str) -> list[dict]:
     return [{**it, "prompt_en": en["prompt"]} for it, en in zip(nli_items(lang), english, strict=True)]
 
 
-def test_oracle_generation_takes_the_english_prompts(connected, cc_dir):
+@pytest.mark.parametrize("decoder", ["exact", "padded"])
+def test_oracle_generation_takes_the_english_prompts(connected, cc_dir, decoder):
     model, tok, conn = connected
     oracle = Connection(model, tok, cc_dir, mode="oracle")
     items = oracle_items("zh")
-    records = predict_language(model, tok, items, SETTINGS, connection=oracle)
+    settings = {**SETTINGS, "generation": {**SETTINGS["generation"], "decoder": decoder}}
+    records = predict_language(model, tok, items, settings, connection=oracle)
     reference = inference.generate(model, tok, [it["prompt"] for it in items], mode="oracle", dm=oracle.dm,
                                    english_prompts=[it["prompt_en"] for it in items], batch_size=1,
                                    max_new_tokens=6)  # fmt: skip
@@ -100,11 +129,13 @@ def test_oracle_generation_takes_the_english_prompts(connected, cc_dir):
     assert [r["output"] for r in records] != [r["output"] for r in matrix]  # a different connection
 
 
-def test_oracle_option_logliks_use_the_english_prompt(connected, cc_dir):
+@pytest.mark.parametrize("decoder", ["exact", "padded"])  # options on the prompt's cache / a second pass
+def test_oracle_option_logliks_use_the_english_prompt(connected, cc_dir, decoder):
     model, tok, _ = connected
     oracle = Connection(model, tok, cc_dir, mode="oracle")
     items = oracle_items("zh")
-    records = predict_language(model, tok, items, SETTINGS, connection=oracle)
+    settings = {**SETTINGS, "generation": {**SETTINGS["generation"], "decoder": decoder}}
+    records = predict_language(model, tok, items, settings, connection=oracle)
     it, got = items[1], records[1]["option_loglik"]
     ctx = G.encode(tok, G.chat_text(tok, it["prompt"]))
     en = G.encode(tok, G.chat_text(tok, it["prompt_en"]))

@@ -13,8 +13,12 @@ layer) are taken at p, the last prompt token:
 The trained Decision Maker picks one layer from u = mean_l(a'_l) + e_p and that
 a'_l is added to the hidden state after decoder layer 0 at p. Generation uses
 :func:`crosstune.cc_tuning.inference.generate_batch` (prefill once, recompute p
-with the connection); option log-likelihoods compute c the same way, then run
-the scored prompt pass with c injected at p, so both see the same model.
+with the connection) for ``decoder: padded``; with the exact decoder
+(evaluate/decode.py) :meth:`Connection.prompt_pass` runs each prompt's pass
+alone - the same two steps for one prompt - and the options are scored on that
+prompt's cache, which holds p's keys and values with c injected. Otherwise
+option log-likelihoods compute c the same way, then run the scored prompt pass
+with c injected at p (:meth:`Connection.prompt_hook`), so both see the same model.
 
 ``layer_choice``: ``argmax`` (deterministic, the default) or ``gumbel`` (the
 released code's random choice, seeded; generation and the likelihood pass then
@@ -28,6 +32,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+from ..cc_tuning.connection import inject
 
 DECISION_MAKER = "decision_maker.safetensors"
 MODES = ("matrix", "oracle")
@@ -70,6 +76,43 @@ class Connection:
                               max_new_tokens=max_new_tokens, layer_choice=self.layer_choice, tau=self.tau,
                               generator=self.generator)  # fmt: skip
 
+    def prompt_pass(self, lang: str, english_ids: Sequence[Sequence[int]] | None = None):
+        """``(run, layers)``: ``run`` is a prompt pass for :func:`.generation.generate_and_score`
+        (prompt i's tokens after what its cache holds, appended to the cache, c injected at p: the
+        last token), ``layers[i]`` the layer the Decision Maker chose for prompt i.
+
+        matrix: a plain pass over the tokens captures a_l at p, p is forgotten and run again with
+        c = a'_l; oracle: a plain pass up to p-1, a_l from prompt i's English prompt
+        (``english_ids[i]``), then p with c. Positions before p never see c (causal attention).
+        """
+        from ..cc_tuning.connection import capture_mlp, input_embeddings, pad_token_id
+        from ..cc_tuning.inference import map_activations
+        from ..cc_tuning.transform import prompt_activations
+        from . import decode
+
+        if self.needs_english and english_ids is None:
+            raise ValueError("cc_tuning oracle mode needs one English prompt per prompt")
+        layers: dict[int, int] = {}
+        last = torch.tensor([-1])
+
+        def run(model, i, x, positions, cache):
+            if self.mode == "oracle":
+                if x.shape[1] > 1:  # the positions before p
+                    decode.plain_pass(model, i, x[:, :-1], positions[:, :-1], cache)
+                a = prompt_activations(model, [english_ids[i]], pad_token_id(self.tokenizer))
+            else:
+                with capture_mlp(model, torch.tensor([x.shape[1] - 1])) as cap:
+                    decode.plain_pass(model, i, x, positions, cache)
+                cache.crop(-1)  # p runs again below, with the connection
+                a = map_activations(cap.stacked(), self.matrices, [lang])
+            e = input_embeddings(model, x[:, -1]).to(a.dtype)
+            c, chosen = self.dm(a, e, choice=self.layer_choice, tau=self.tau, generator=self.generator)
+            layers[i] = int(chosen.argmax(-1)[0])
+            with inject(model, last, c, calls=1):
+                return decode.plain_pass(model, i, x[:, -1:], positions[:, -1:], cache)
+
+        return run, layers
+
     def vectors(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, lang: str,
                 english_ids: Sequence[Sequence[int]] | None = None) -> torch.Tensor:  # fmt: skip
         """c for each left-padded prompt (its last column is p): from a plain pass over the prompt
@@ -96,8 +139,6 @@ class Connection:
 
         ``english_of`` (oracle mode): tokenized prompt -> its tokenized English prompt.
         """
-        from ..cc_tuning.connection import inject
-
         @contextlib.contextmanager
         def hook(ids, mask, positions):
             english = None

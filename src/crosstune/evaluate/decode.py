@@ -175,7 +175,12 @@ class ReservedLayer(DynamicLayer):
         self._view()
 
     def crop(self, tokens_to_remove: int) -> None:
-        raise NotImplementedError("ReservedLayer does not crop")
+        """Forget the last ``-tokens_to_remove`` positions (transformers' negative crop); their room
+        stays, and the next update writes over it."""
+        if tokens_to_remove > 0:
+            raise ValueError(f"ReservedLayer.crop takes the negative number of positions to remove, not {tokens_to_remove}")
+        self.length = max(0, self.length + tokens_to_remove)
+        self._view()
 
 
 def _shared(a: list[int], b: list[int]) -> int:
@@ -202,8 +207,15 @@ def _row_cache(model, layers: list[ReservedLayer], row: int, pad: int, length: i
     return cache
 
 
+def plain_pass(model, index: int, input_ids: torch.Tensor, position_ids: torch.Tensor, cache) -> torch.Tensor:
+    """A prompt pass: the (1, n) tokens after what ``cache`` holds, appended to it; the last position's logits."""
+    out = model(input_ids=input_ids, position_ids=position_ids, use_cache=True, logits_to_keep=1,
+                **{cache_io(model): cache})  # fmt: skip
+    return out.logits[0, -1]
+
+
 def prefill(model, prompts: list[list[int]], room: int, reuse_prefix: bool = False, zero_padding: bool = False,
-            on_prefill=None) -> tuple[list[ReservedLayer], torch.Tensor]:  # fmt: skip
+            on_prefill=None, prompt_pass=plain_pass) -> tuple[list[ReservedLayer], torch.Tensor]:  # fmt: skip
     """The prompt pass of every prompt, alone and unpadded, into LEFT-padded batch buffers.
 
     Row r holds prompt r at columns width-len(r) .. width-1 (width: the longest prompt) and has
@@ -211,8 +223,11 @@ def prefill(model, prompts: list[list[int]], room: int, reuse_prefix: bool = Fal
     prefix a prompt shares with the previous one is copied from that one's row instead of being
     computed (a position's keys and values depend only on the tokens up to it). Returns the
     buffers (as cache layers holding ``width`` positions) and the last position's float32 logits.
+    ``prompt_pass(model, index, input_ids, position_ids, cache)`` runs a prompt's pass (default
+    :func:`plain_pass`; CC-Tuning's connection brings its own): it must leave the prompt's keys and
+    values in ``cache`` and return its last position's logits.
     """
-    name, device = cache_io(model), model.device
+    device = model.device
     n, width = len(prompts), max(map(len, prompts))
     layers: list[ReservedLayer] = []
     logits = torch.empty(0)
@@ -236,8 +251,7 @@ def prefill(model, prompts: list[list[int]], room: int, reuse_prefix: bool = Fal
             cache = _row_cache(model, layers, i, pad, shared)
         x = torch.tensor([ids[shared:]], device=device)
         positions = torch.arange(shared, len(ids), device=device)[None]
-        out = model(input_ids=x, position_ids=positions, use_cache=True, logits_to_keep=1, **{name: cache})
-        last = out.logits[0, -1]
+        last = prompt_pass(model, i, x, positions, cache)
         if not layers:
             def empty(t):  # (rows, heads, room, head_dim) like t = (1, heads, length, head_dim)
                 # not zeroed: zero-filling 1.4 GB for 32 rows of up to 1000 tokens costs seconds
@@ -259,16 +273,17 @@ def prefill(model, prompts: list[list[int]], room: int, reuse_prefix: bool = Fal
 
 @torch.inference_mode()
 def greedy_decode(model, prompts: list[list[int]], max_new_tokens: int, eos: list[int], reuse_prefix: bool = False,
-                  on_prefill=None, ragged: bool = True) -> list[tuple[list[int], str]]:  # fmt: skip
+                  on_prefill=None, ragged: bool = True, prompt_pass=plain_pass) -> list[tuple[list[int], str]]:  # fmt: skip
     """(new tokens before the first eos id, "eos" | "length") of every prompt, decoded as one batch.
 
     ``on_prefill(index, cache, logits)`` is called with each prompt's own cache and last logits
     right after its prompt pass (option scoring reuses them; it must not change the cache).
-    ``ragged``: decode steps attend without padding (:func:`ragged_sdpa`).
+    ``ragged``: decode steps attend without padding (:func:`ragged_sdpa`). ``prompt_pass``: see
+    :func:`prefill`.
     """
     ragged = ragged and model.config._attn_implementation == "sdpa"
     n, width = len(prompts), max(map(len, prompts))
-    layers, logits = prefill(model, prompts, width + max_new_tokens, reuse_prefix, not ragged, on_prefill)
+    layers, logits = prefill(model, prompts, width + max_new_tokens, reuse_prefix, not ragged, on_prefill, prompt_pass)
     cache = DynamicCache(config=model.config)
     cache.layers = layers
     mask = torch.zeros((n, width + max_new_tokens), dtype=torch.long)  # 1: a real token

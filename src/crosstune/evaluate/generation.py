@@ -174,8 +174,8 @@ def greedy_generate(model, tokenizer, prompt_ids: list[list[int]], max_new_token
 def generate_and_score(model, tokenizer, prompt_ids: list[list[int]], continuations: list[list[list[int]]] | None,
                        max_new_tokens: int = 40, batch_size: int = 16, desc: str | None = None,
                        max_batch_tokens: int | None = None, max_padding: float | None = None,
-                       score_batch_size: int = 16, decoder: str = "exact",
-                       reuse_prefix: bool = False) -> tuple[list[tuple[list[int], str]], list | None]:  # fmt: skip
+                       score_batch_size: int = 16, decoder: str = "exact", reuse_prefix: bool = False,
+                       prompt_pass=None) -> tuple[list[tuple[list[int], str]], list | None]:  # fmt: skip
     """:func:`greedy_generate`, and with ``continuations`` (per prompt, a list of token lists) also
     :func:`token_logliks` of each continuation after its prompt: ``(outputs, scores)``, ``scores[i]``
     the (log-likelihood, is_greedy) pairs of prompt i's continuations.
@@ -186,16 +186,17 @@ def generate_and_score(model, tokenizer, prompt_ids: list[list[int]], continuati
     batch rounds differently: in bfloat16 some outputs differ from one-by-one decoding).
     ``reuse_prefix``: see :func:`.decode.prefill`. With ``exact`` the continuations are scored
     on each prompt's own cache right after its prompt pass, so a multiple-choice prompt is run
-    once, not twice.
+    once, not twice. ``prompt_pass(model, i, input_ids, position_ids, cache)``: prompt i's pass
+    (see :func:`.decode.prefill`; only where :func:`exact_decoding` holds).
     """
-    if decoder not in DECODERS:
-        raise ValueError(f"evaluation.generation.decoder: {decoder!r} is not one of {DECODERS}")
     config = _generation_config(model, tokenizer, max_new_tokens)
     eos = config.eos_token_id
     results: list = [None] * len(prompt_ids)
     scores: list | None = None if continuations is None else [[] for _ in prompt_ids]
     lengths = [len(x) for x in prompt_ids]
-    fast = decoder == "exact" and decode.supported(model, config, max(lengths, default=0) + max_new_tokens)
+    fast = exact_decoding(model, tokenizer, prompt_ids, max_new_tokens, decoder)
+    if prompt_pass is not None and not fast:
+        raise ValueError("a custom prompt pass needs the exact decoder (evaluate/decode.py)")
     with tqdm(total=len(prompt_ids), desc=desc or "generate", unit="prompt", mininterval=5) as bar:
         for batch in batches(lengths, batch_size, max_batch_tokens, max_new_tokens, max_padding):
             if fast:
@@ -205,8 +206,11 @@ def generate_and_score(model, tokenizer, prompt_ids: list[list[int]], continuati
                         scores[i] = _score_on_cache(model, prompt_ids[i], continuations[i], cache, last,
                                                     config.pad_token_id, score_batch_size)  # fmt: skip
 
+                def run(model, row, x, positions, cache, batch=batch):  # prompt batch[row]'s pass
+                    return (prompt_pass or decode.plain_pass)(model, batch[row], x, positions, cache)
+
                 outs = decode.greedy_decode(model, [prompt_ids[i] for i in batch], max_new_tokens, eos,
-                                            reuse_prefix=reuse_prefix, on_prefill=score)  # fmt: skip
+                                            reuse_prefix=reuse_prefix, on_prefill=score, prompt_pass=run)  # fmt: skip
             else:
                 outs = _generate_padded(model, [prompt_ids[i] for i in batch], config)
             for i, out in zip(batch, outs, strict=True):
@@ -218,6 +222,16 @@ def generate_and_score(model, tokenizer, prompt_ids: list[list[int]], continuati
                                   max_batch_tokens=max_batch_tokens, max_padding=max_padding))  # fmt: skip
         scores = [[next(flat) for _ in conts] for conts in continuations]
     return results, scores
+
+
+def exact_decoding(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, decoder: str = "exact") -> bool:
+    """Whether ``decoder`` (evaluation.generation.decoder) decodes these prompts with
+    :func:`.decode.greedy_decode` (else left-padded ``model.generate`` batches)."""
+    if decoder not in DECODERS:
+        raise ValueError(f"evaluation.generation.decoder: {decoder!r} is not one of {DECODERS}")
+    config = _generation_config(model, tokenizer, max_new_tokens)
+    longest = max(map(len, prompt_ids), default=0) + max_new_tokens
+    return decoder == "exact" and decode.supported(model, config, longest)
 
 
 def _generate_padded(model, prompts: list[list[int]], config) -> list[tuple[list[int], str]]:

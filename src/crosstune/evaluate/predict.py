@@ -78,19 +78,26 @@ def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: 
     ll = settings["likelihood"]
     mc = [i for i, it in enumerate(items) if it["task"] == "multiple_choice"] if ll["enabled"] else []
     options = {i: option_continuations(items[i], ll["continuation"]) for i in mc}
-    scores = None
-    if connection is None:  # options scored on each prompt's cache, right after its prompt pass
+    scores = layers = None
+    decoder = g.get("decoder", "exact")
+    if connection is None or gen.exact_decoding(model, tokenizer, ids, g["max_new_tokens"], decoder):
+        # options scored on each prompt's cache, right after its prompt pass (with the connection's
+        # c at p for a CC-Tuning row)
         pairs = {i: [gen.encode_pair(tokenizer, texts[i], o) for o in opts] for i, opts in options.items()}
         conts = [[c for _, c in pairs.get(i, [])] for i in range(len(items))]
         for i, ps in pairs.items():  # the context is the prompt, encoded the same way
             if any(ctx != ids[i] or not cont for ctx, cont in ps):
                 raise ValueError(f"{items[i]['id']}: an option encodes to no tokens after the prompt")
+        prompt_pass = None
+        if connection is not None:
+            prompt_pass, chosen = connection.prompt_pass(lang, english)
         outputs, scores = gen.generate_and_score(model, tokenizer, ids, conts if mc else None, g["max_new_tokens"],
                                                  g["batch_size"], desc, **limits,
-                                                 score_batch_size=ll["batch_size"],
-                                                 decoder=g.get("decoder", "exact"),
-                                                 reuse_prefix=g.get("reuse_prefix", False))  # fmt: skip
-        layers = None
+                                                 score_batch_size=ll["batch_size"], decoder=decoder,
+                                                 reuse_prefix=g.get("reuse_prefix", False),
+                                                 prompt_pass=prompt_pass)  # fmt: skip
+        if connection is not None:
+            layers = [chosen[i] for i in range(len(items))]
     else:
         outputs, layers = _connected_generate(connection, ids, english, lang, g, limits, desc)
     records = []

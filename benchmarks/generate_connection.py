@@ -1,0 +1,83 @@
+"""CC-Tuning's connection rows: the exact decoder vs padded batches vs the one-by-one loop.
+
+    snakemake --cores 2            # the default run: a trained cc_tuning model and its Transform Matrix
+    python benchmarks/generate_connection.py --mode matrix
+    python benchmarks/generate_connection.py --mode oracle
+
+One rule-generate job's work (``predict_language`` per language: greedy outputs,
+40 new tokens, and the options' log-likelihoods) with the connection, once with
+``decoder: exact`` and once with ``decoder: padded``, timed in process CPU
+seconds; then the one-prompt-at-a-time loop (``cc_tuning.inference.generate``,
+batch 1: generation only) as the reference the outputs and chosen layers are
+compared with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+import torch  # noqa: E402
+
+from crosstune.cc_tuning import inference  # noqa: E402
+from crosstune.evaluate import generation as G  # noqa: E402
+from crosstune.evaluate.connection import Connection  # noqa: E402
+from crosstune.evaluate.items import read_items  # noqa: E402
+from crosstune.evaluate.predict import predict_language  # noqa: E402
+
+RESULTS = REPO / "results" / "smollm2-135m"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=str(RESULTS / "train" / "cc_tuning" / "model"))
+    ap.add_argument("--base", default=str(REPO / "resources" / "models" / "smollm2-135m"), help="tokenizer")
+    ap.add_argument("--transform", default=str(RESULTS / "cc_tuning" / "cc_tuning" / "transform.safetensors"))
+    ap.add_argument("--benchmark", default="xstorycloze")
+    ap.add_argument("--languages", default="en,ar,hi,sw,zh,ru")
+    ap.add_argument("--mode", choices=["matrix", "oracle"], default="matrix")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model, tok = G.load_model(args.model, args.base, args.dtype, "cpu")
+    conn = Connection(model, tok, args.model, args.transform if args.mode == "matrix" else None, mode=args.mode)
+    langs = args.languages.split(",")
+    items = {lang: read_items(REPO / "results" / "benchmarks" / args.benchmark / f"{lang}.jsonl", args.benchmark, lang)
+             for lang in langs}  # fmt: skip
+    limits = {"max_new_tokens": 40, "batch_size": 16, "max_batch_tokens": 8192, "max_padding": 0.25}
+    runs, seconds = {}, {}
+    for decoder in ("exact", "padded"):
+        settings = {"generation": {**limits, "decoder": decoder},
+                    "likelihood": {"enabled": True, "continuation": "text", "batch_size": 16}}  # fmt: skip
+        t0 = time.process_time()
+        runs[decoder] = {lang: predict_language(model, tok, items[lang], settings, lang, connection=conn)
+                         for lang in langs}  # fmt: skip
+        seconds[decoder] = time.process_time() - t0
+    t0 = time.process_time()
+    same = {"exact": 0, "padded": 0}
+    n = 0
+    for lang in langs:
+        english = [it["prompt_en"] for it in items[lang]] if args.mode == "oracle" else None
+        reference = inference.generate(model, tok, [it["prompt"] for it in items[lang]], mode=args.mode, dm=conn.dm,
+                                       matrices=conn.matrices, langs=[lang] * len(items[lang]),
+                                       english_prompts=english, batch_size=1, max_new_tokens=40)  # fmt: skip
+        n += len(reference)
+        for decoder in same:
+            same[decoder] += sum(r["output"] == x["text"] and r["layer"] == x["layer"]
+                                 for r, x in zip(runs[decoder][lang], reference, strict=True))  # fmt: skip
+    one_by_one = time.process_time() - t0
+    print(f"{args.benchmark} ({','.join(langs)}), mode {args.mode}, {model.dtype}, {args.threads} thread(s)")
+    print(f"| {args.mode} | {str(model.dtype).split('.')[-1]} | {n} | {seconds['exact']:.1f} | {seconds['padded']:.1f} | "
+          f"{seconds['padded'] / seconds['exact']:.2f}x | {one_by_one:.1f} | {same['exact']}/{n} | {same['padded']}/{n} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
