@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from .snakemake_runner import planned_jobs
 from .snakemake_runner import snakemake as run_snakemake
 
 # two bundled benchmarks, the untrained model only (training is tested elsewhere)
@@ -60,3 +61,15 @@ def test_rerun_plans_nothing_and_report_builds(eval_run):
     snakemake(eval_run, "--report", "report.html")
     html = (eval_run / "report.html").read_text(errors="replace")
     assert "xnli_heatmap.png" in html and "scores.tsv" in html
+
+
+def test_decoding_settings_that_can_change_outputs_rerun_generate(eval_run):
+    """decoder and reuse_prefix are rule params (in bfloat16 they can change outputs); batch limits are not."""
+
+    def plan(**generation):
+        evaluation = {**OVERRIDE["evaluation"], "generation": {**OVERRIDE["evaluation"]["generation"], **generation}}
+        return planned_jobs(run_snakemake(eval_run, TARGET, "-n", override={**OVERRIDE, "evaluation": evaluation}))
+
+    assert plan(decoder="padded").get("generate") == 2  # base on xnli and xlsum
+    assert plan(reuse_prefix=True).get("generate") == 2
+    assert "generate" not in plan(batch_size=3)

@@ -46,6 +46,9 @@ rule generate:
         languages=lambda wc: EVAL_BENCHMARKS[wc.benchmark],
         max_new_tokens=config["evaluation"]["generation"]["max_new_tokens"],
         dtype=config["evaluation"]["generation"]["dtype"],
+        # these two may change outputs (in bfloat16), so a change reruns the job
+        decoder=config["evaluation"]["generation"]["decoder"],
+        reuse_prefix=config["evaluation"]["generation"]["reuse_prefix"],
         likelihood={
             k: config["evaluation"]["likelihood"][k]
             for k in ("enabled", "continuation")

@@ -21,7 +21,7 @@ settings = {
     "generation": {"max_new_tokens": p.max_new_tokens, "dtype": p.dtype, "batch_size": cfg["generation"]["batch_size"],
                    "max_batch_tokens": cfg["generation"]["max_batch_tokens"],
                    "max_padding": cfg["generation"]["max_padding"],
-                   "decoder": cfg["generation"]["decoder"], "reuse_prefix": cfg["generation"]["reuse_prefix"]},  # fmt: skip
+                   "decoder": p.decoder, "reuse_prefix": p.reuse_prefix},  # fmt: skip
     "likelihood": {**p.likelihood, "batch_size": cfg["likelihood"]["batch_size"]},
 }
 set_seed(snakemake.config["seed"])  # greedy decoding draws nothing; seeded for good measure
