@@ -165,7 +165,7 @@ def test_reserved_layer_select_moves_rows_up_in_place():
     assert layer.values[:, 0, :, 0].tolist() == [[1.0, 3.0]] and layer.get_seq_length() == 2
 
 
-def test_decoder_setting_picks_the_loop_and_names_the_key(family_models, monkeypatch):
+def test_decoder_setting_picks_the_loop_and_names_the_key(family_models, tiny_model_dir, monkeypatch, caplog):
     from crosstune.evaluate.predict import predict_language
 
     from .eval_items import nli_items
@@ -181,6 +181,12 @@ def test_decoder_setting_picks_the_loop_and_names_the_key(family_models, monkeyp
     # padded: model.generate batches (in float32 the same tokens), the decode loop is not called
     assert G.greedy_generate(model, tok, ids, 6, batch_size=4, decoder="padded") == reference
     assert len(calls) == 1
+    with caplog.at_level("WARNING", logger="crosstune.evaluate.generation"):
+        G.greedy_generate(model, tok, ids[:1], 2, batch_size=G.EXACT_CPU_ROWS + 1)  # float32: no warning
+        assert not caplog.records
+        bf16, _ = G.load_model(tiny_model_dir("llama"), dtype="bfloat16", device="cpu")
+        G.greedy_generate(bf16, tok, ids[:1], 2, batch_size=G.EXACT_CPU_ROWS + 1)
+        assert "only up to 32 rows" in caplog.text
     with pytest.raises(ValueError, match="evaluation.generation.decoder: 'fast'"):
         G.greedy_generate(model, tok, ids, 6, decoder="fast")
     # the rule's settings reach the library

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DECODERS = ("exact", "padded")  # evaluation.generation.decoder
+EXACT_CPU_ROWS = 32  # rows a bfloat16 decode step takes at most for bit-identical rows (oneDNN with AMX, measured)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -197,6 +198,10 @@ def generate_and_score(model, tokenizer, prompt_ids: list[list[int]], continuati
     fast = exact_decoding(model, tokenizer, prompt_ids, max_new_tokens, decoder)
     if prompt_pass is not None and not fast:
         raise ValueError("a custom prompt pass needs the exact decoder (evaluate/decode.py)")
+    if fast and batch_size > EXACT_CPU_ROWS and model.dtype == torch.bfloat16 and model.device.type == "cpu":
+        log.warning("batch_size %d: oneDNN's bfloat16 matrix products round each row as a one-row product only "
+                    "up to %d rows (BENCHMARKS.md), so some outputs may differ from one-by-one decoding",
+                    batch_size, EXACT_CPU_ROWS)  # fmt: skip
     with tqdm(total=len(prompt_ids), desc=desc or "generate", unit="prompt", mininterval=5) as bar:
         for batch in batches(lengths, batch_size, max_batch_tokens, max_new_tokens, max_padding):
             if fast:
