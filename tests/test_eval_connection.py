@@ -19,6 +19,11 @@ SETTINGS = {"generation": {"max_new_tokens": 6, "batch_size": 2, "max_batch_toke
             "likelihood": {"enabled": True, "continuation": "text", "batch_size": 2}}  # fmt: skip
 
 
+def with_decoder(decoder: str) -> dict:
+    """SETTINGS with evaluation.generation.decoder set."""
+    return {**SETTINGS, "generation": {**SETTINGS["generation"], "decoder": decoder}}
+
+
 @pytest.fixture(scope="module")
 def cc_dir(tiny_model_dir, tmp_path_factory):
     """A random Decision Maker (scaled up so layers differ) and a large random matrix (so the
@@ -43,7 +48,7 @@ def connected(tiny_model_dir, cc_dir):
 def test_generation_uses_the_connection(connected, decoder):
     model, tok, conn = connected
     items = nli_items("zh")
-    settings = {**SETTINGS, "generation": {**SETTINGS["generation"], "decoder": decoder}}
+    settings = with_decoder(decoder)
     records = predict_language(model, tok, items, settings, connection=conn)
     reference = inference.generate(model, tok, [it["prompt"] for it in items], mode="matrix", dm=conn.dm,
                                    matrices=conn.matrices, langs=["zh"] * 3, batch_size=1, max_new_tokens=6)  # fmt: skip
@@ -83,7 +88,7 @@ def test_exact_decoder_scores_options_on_the_connected_prompt_cache(connected):
     items = nli_items("zh")
     runs = {}
     for decoder in ("exact", "padded"):
-        settings = {**SETTINGS, "generation": {**SETTINGS["generation"], "decoder": decoder}}
+        settings = with_decoder(decoder)
         passes: list = []
         hook = model.register_forward_pre_hook(lambda m, a, kw, passes=passes: passes.append(kw["input_ids"].shape),
                                                with_kwargs=True)  # fmt: skip
@@ -118,7 +123,7 @@ def test_oracle_generation_takes_the_english_prompts(connected, cc_dir, decoder)
     model, tok, conn = connected
     oracle = Connection(model, tok, cc_dir, mode="oracle")
     items = oracle_items("zh")
-    settings = {**SETTINGS, "generation": {**SETTINGS["generation"], "decoder": decoder}}
+    settings = with_decoder(decoder)
     records = predict_language(model, tok, items, settings, connection=oracle)
     reference = inference.generate(model, tok, [it["prompt"] for it in items], mode="oracle", dm=oracle.dm,
                                    english_prompts=[it["prompt_en"] for it in items], batch_size=1,
@@ -134,7 +139,7 @@ def test_oracle_option_logliks_use_the_english_prompt(connected, cc_dir, decoder
     model, tok, _ = connected
     oracle = Connection(model, tok, cc_dir, mode="oracle")
     items = oracle_items("zh")
-    settings = {**SETTINGS, "generation": {**SETTINGS["generation"], "decoder": decoder}}
+    settings = with_decoder(decoder)
     records = predict_language(model, tok, items, settings, connection=oracle)
     it, got = items[1], records[1]["option_loglik"]
     ctx = G.encode(tok, G.chat_text(tok, it["prompt"]))

@@ -85,7 +85,7 @@ class Connection:
         c = a'_l; oracle: a plain pass up to p-1, a_l from prompt i's English prompt
         (``english_ids[i]``), then p with c. Positions before p never see c (causal attention).
         """
-        from ..cc_tuning.connection import capture_mlp, input_embeddings, pad_token_id
+        from ..cc_tuning.connection import capture_mlp, pad_token_id
         from ..cc_tuning.inference import map_activations
         from ..cc_tuning.transform import prompt_activations
         from . import decode
@@ -105,8 +105,7 @@ class Connection:
                     decode.plain_pass(model, i, x, positions, cache)
                 cache.crop(-1)  # p runs again below, with the connection
                 a = map_activations(cap.stacked(), self.matrices, [lang])
-            e = input_embeddings(model, x[:, -1]).to(a.dtype)
-            c, chosen = self.dm(a, e, choice=self.layer_choice, tau=self.tau, generator=self.generator)
+            c, chosen = self._choose(a, x[:, -1])
             layers[i] = int(chosen.argmax(-1)[0])
             with inject(model, last, c, calls=1):
                 return decode.plain_pass(model, i, x[:, -1:], positions[:, -1:], cache)
@@ -117,7 +116,7 @@ class Connection:
                 english_ids: Sequence[Sequence[int]] | None = None) -> torch.Tensor:  # fmt: skip
         """c for each left-padded prompt (its last column is p): from a plain pass over the prompt
         (matrix) or over its English prompt (oracle)."""
-        from ..cc_tuning.connection import capture_mlp, input_embeddings, pad_token_id
+        from ..cc_tuning.connection import capture_mlp, pad_token_id
         from ..cc_tuning.inference import map_activations
         from ..cc_tuning.transform import prompt_activations
 
@@ -130,9 +129,14 @@ class Connection:
             with torch.no_grad(), capture_mlp(self.model, last) as cap:
                 self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
             a = map_activations(cap.stacked(), self.matrices, [lang] * ids.shape[0])
-        e = input_embeddings(self.model, ids[:, -1]).to(a.dtype)
-        c, _ = self.dm(a, e, choice=self.layer_choice, tau=self.tau, generator=self.generator)
-        return c
+        return self._choose(a, ids[:, -1])[0]
+
+    def _choose(self, a: torch.Tensor, p_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Decision Maker on u = mean_l(a_l) + e_p: (c, the one-hot choice of layer) per row."""
+        from ..cc_tuning.connection import input_embeddings
+
+        e = input_embeddings(self.model, p_tokens).to(a.dtype)
+        return self.dm(a, e, choice=self.layer_choice, tau=self.tau, generator=self.generator)
 
     def prompt_hook(self, lang: str, english_of: dict[tuple[int, ...], list[int]] | None = None):
         """For :func:`.generation.token_logliks`: inject c at p during the scored prompt pass.
