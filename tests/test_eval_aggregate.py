@@ -18,6 +18,7 @@ LANGS = ("en", "zh", "ar")
 N = 40
 SETTINGS = {
     "langid": {"candidates": "evaluation", "min_letters": 2},
+    "qa_normalize": "squad",
     "consistency": {"k": [3]},
     "bootstrap": {"samples": 300, "confidence": 0.95, "seed": 1},
 }

@@ -95,3 +95,36 @@ def test_language_identification():
     # among all 142 py3langid languages, two characters may look like a Chinese dialect
     assert M.identify("中立", candidates=M.langid_candidates("all")) != "zh"
     assert M.langid_candidates(["en", "sw"]) == ("en", "sw")
+
+
+@pytest.mark.parametrize(
+    "output, golds, mode, expected",
+    [
+        # squad (the default) deletes punctuation as SQuAD's and MLQA's scripts do; ours makes it a space
+        ("US Army", ["U.S. Army"], "squad", (1.0, 1.0, 1.0)),
+        ("US Army", ["U.S. Army"], "ours", (0.0, 0.0, 0.4)),  # "us army" vs "u s army": P = 1/2, R = 1/3
+        ("It was the U.S. Army.", ["US Army"], "squad", (1.0, 0.0, 2 / 3)),  # "it was us army": P = 1/2
+        ("U.S. Army", ["U.S. Army"], "ours", (1.0, 1.0, 1.0)),
+        ("The USArmy", ["US Army"], "squad", (0.0, 0.0, 0.0)),  # containment is by whole tokens
+    ],
+)
+def test_qa_normalisation_modes(output, golds, mode, expected):
+    s = M.qa_scores(output, golds, "en", mode)
+    assert (s["accuracy"], s["exact_match"], s["f1"]) == pytest.approx(expected)
+
+
+def test_qa_normalisation_on_released_gold(cc_eval):
+    from crosstune.benchmarks.released import released_items
+
+    gold = released_items("xquad", "en", cc_eval)[0][290]["answer"]
+    assert gold == "E.I. du Pont"
+    assert M.qa_scores("EI du Pont", [gold], "en")["exact_match"] == 1.0  # squad: "ei du pont"
+    assert M.qa_scores("EI du Pont", [gold], "en", "ours")["exact_match"] == 0.0  # ours: "e i du pont"
+    assert M.qa_scores("E. I. du Pont", [gold], "en", "ours")["exact_match"] == 1.0
+
+
+def test_qa_normalisation_mode_is_checked():
+    assert normalize("U.S. «Army»!", punctuation="squad") == "us army"
+    assert normalize("U.S. «Army»!", punctuation="ours") == "u s army"
+    with pytest.raises(ValueError, match="punctuation mode 'mlqa'"):
+        M.qa_scores("x", ["x"], "en", "mlqa")

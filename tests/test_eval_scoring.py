@@ -15,6 +15,7 @@ from .eval_items import nli_items, qa_items, summary_items, write_items
 
 SETTINGS = {
     "langid": {"candidates": "evaluation", "min_letters": 2},
+    "qa_normalize": "squad",
     "consistency": {"k": [2, 3]},
     "bootstrap": {"samples": 200, "confidence": 0.95, "seed": 42},
 }

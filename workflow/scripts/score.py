@@ -10,7 +10,7 @@ from crosstune.workflow import log_to
 
 log_to(snakemake.log[0])
 p, wc, out = snakemake.params, snakemake.wildcards, snakemake.output
-settings = {"langid": p.langid, "consistency": p.consistency, "bootstrap": p.bootstrap}
+settings = {"langid": p.langid, "qa_normalize": p.qa_normalize, "consistency": p.consistency, "bootstrap": p.bootstrap}
 items, preds = {}, {}
 for lang, path in zip(p.languages, snakemake.input.questions, strict=True):
     items[lang] = read_items(path, wc.benchmark, lang)

@@ -31,8 +31,12 @@ def token_f1(pred: list[str], gold: list[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def qa_scores(output: str, golds: list[str], lang: str) -> dict[str, float]:
+def qa_scores(output: str, golds: list[str], lang: str, normalize: str = "squad") -> dict[str, float]:
     """accuracy, exact_match and f1 of ``output`` against the best of ``golds``.
+
+    ``normalize`` (config ``evaluation.qa_normalize``): "squad" deletes punctuation as
+    SQuAD's and MLQA's scripts do ("U.S. Army" = "US Army"); "ours" makes it a space
+    ("U.S." -> "u s"). Either way containment is by whole tokens.
 
     accuracy (the CC-Tuning paper's measure): a gold answer occurs in the
     normalised output, as a contiguous run of tokens (so "308" is found in
@@ -40,8 +44,8 @@ def qa_scores(output: str, golds: list[str], lang: str) -> dict[str, float]:
     exact_match and f1 are SQuAD's, on the same language-aware tokens; the whole
     output is the prediction (no answer span is cut out of it).
     """
-    pred = tokens(output, lang)
-    gold_tokens = [t for t in (tokens(g, lang) for g in golds) if t]
+    pred = tokens(output, lang, punctuation=normalize)
+    gold_tokens = [t for t in (tokens(g, lang, punctuation=normalize) for g in golds) if t]
     if not gold_tokens:
         raise ValueError(f"no gold answer with any token among {golds!r}")
     return {

@@ -9,7 +9,8 @@ Metrics (all fractions in [0, 1]) by task:
   the continuation's length in characters - lm-eval's ``acc_norm``) and
   ``acc_bytes_ll`` (divided by its UTF-8 length - lm-eval's ``acc_bytes``);
 * extractive_qa / open_qa (XQuAD, MKQA): ``accuracy`` (a gold answer occurs in
-  the normalised output), ``exact_match``, ``f1`` (:func:`.metrics.qa_scores`);
+  the normalised output), ``exact_match``, ``f1`` (:func:`.metrics.qa_scores`;
+  punctuation deleted as SQuAD/MLQA do, or made a space: ``evaluation.qa_normalize``);
 * summarisation (XL-Sum): ``rouge_l`` (mean per-summary F) and ``chrf``
   (sacrebleu corpus chrF, its signature in the score stage's provenance);
 * every task: ``fidelity``, the share of outputs py3langid identifies as the
@@ -52,7 +53,7 @@ def _golds(item: dict) -> list[str]:
     return [a for a in ([answer] if isinstance(answer, str) else answer) if a.strip()]
 
 
-def score_item(item: dict, pred: dict, lang: str, langid: dict) -> dict:
+def score_item(item: dict, pred: dict, lang: str, langid: dict, qa_normalize: str) -> dict:
     """Every per-item score of one prediction (NaN where a score does not apply)."""
     out, task = pred["output"], item["task"]
     row = {"id": item["id"], "index": item["index"], "lang": lang, "task": task, "output": out}
@@ -75,9 +76,9 @@ def score_item(item: dict, pred: dict, lang: str, langid: dict) -> dict:
             row["acc_norm_ll"] = float(np.argmax(lls / chars) == gold)
             row["acc_bytes_ll"] = float(np.argmax(lls / nbytes) == gold)
     elif task in QA_TASKS:
-        row.update(M.qa_scores(out, _golds(item), lang))
+        row.update(M.qa_scores(out, _golds(item), lang, qa_normalize))
         # the answer compared across languages by the consistency score
-        row["choice"] = "<gold>" if row["accuracy"] else (" ".join(tokens(out, lang)) or None)
+        row["choice"] = "<gold>" if row["accuracy"] else (" ".join(tokens(out, lang, punctuation=qa_normalize)) or None)
     else:
         row["rouge_l"] = M.rouge_l(out, item["answer"], lang)
     return row
@@ -112,7 +113,7 @@ def score_benchmark(benchmark: str, items: dict[str, list[dict]], preds: dict[st
         raise ValueError(f"benchmark {benchmark}: items of several tasks {sorted(tasks)}")
     task = tasks.pop()
     for lang, its in items.items():
-        lang_rows = [score_item(it, p, lang, settings["langid"]) for it, p in zip(its, preds[lang], strict=True)]
+        lang_rows = [score_item(it, p, lang, settings["langid"], settings["qa_normalize"]) for it, p in zip(its, preds[lang], strict=True)]
         rows += lang_rows
         info["order"][lang] = _order_hash([r["id"] for r in lang_rows])
         idx = bs.resample_indices(len(lang_rows), samples, seed, benchmark, lang)

@@ -6,7 +6,10 @@ Every score that compares a model output with a reference goes through
 1. Unicode NFKC (full-width "Ｂ" and "２" become "B" and "2") and lower case;
 2. every decimal digit of any script (Arabic-Indic "٢", Devanagari "२", Thai "๒")
    becomes its ASCII digit;
-3. punctuation (Unicode categories P*) and symbols (S*) become spaces;
+3. punctuation (Unicode categories P*) and symbols (S*) become spaces; or, for
+   QA answers under ``qa_normalize: squad`` (the default), punctuation is deleted
+   as SQuAD's and MLQA's evaluation scripts delete it (Unicode P* and ASCII
+   punctuation; other symbols are kept), so "U.S. Army" and "US Army" are equal;
 4. for answers (not summaries), articles are removed for the languages MLQA's evaluation script removes them
    from (en, es, de, ar, vi), plus fr and pt; the Arabic article is removed only
    as a word prefix ("الكتاب" -> "كتاب"), not wherever the letters occur;
@@ -23,6 +26,7 @@ prompt is split into characters.
 from __future__ import annotations
 
 import re
+import string
 import unicodedata
 from functools import lru_cache
 
@@ -60,6 +64,16 @@ def is_no_space_char(ch: str) -> bool:
     return any(lo <= code <= hi for lo, hi in _NO_SPACE_RANGES)
 
 
+# How punctuation is treated: "ours" (P* and S* become spaces) or "squad" (deleted as SQuAD/MLQA do).
+PUNCTUATION_MODES = ("squad", "ours")
+
+
+@lru_cache(maxsize=4096)
+def _squad_deletes(ch: str) -> bool:
+    """MLQA's ``remove_punc`` set: Unicode punctuation (P*) and ``string.punctuation``."""
+    return unicodedata.category(ch).startswith("P") or ch in string.punctuation
+
+
 @lru_cache(maxsize=4096)
 def _char_class(ch: str) -> str:
     """'d' (decimal digit, any script), 'p' (punctuation or symbol), or '' (other)."""
@@ -83,21 +97,31 @@ def fold(text: str, lower: bool = True) -> str:
     return "".join(out)
 
 
-def normalize(text: str, lang: str | None = None, articles: bool = True) -> str:
-    """Folded text without punctuation (and articles unless ``articles=False``), whitespace collapsed."""
-    text = "".join(" " if _char_class(ch) == "p" else ch for ch in fold(text))
+def normalize(text: str, lang: str | None = None, articles: bool = True, punctuation: str = "ours") -> str:
+    """Folded text without punctuation (and articles unless ``articles=False``), whitespace collapsed.
+
+    ``punctuation``: "ours" turns punctuation and symbols into spaces; "squad" deletes them as
+    SQuAD/MLQA's scripts do (see :data:`PUNCTUATION_MODES`).
+    """
+    if punctuation == "squad":
+        text = "".join(ch for ch in fold(text) if not _squad_deletes(ch))
+    elif punctuation == "ours":
+        text = "".join(" " if _char_class(ch) == "p" else ch for ch in fold(text))
+    else:
+        raise ValueError(f"punctuation mode {punctuation!r} is not one of {', '.join(PUNCTUATION_MODES)}")
     if articles and lang in _ARTICLE_RE:
         text = _ARTICLE_RE[lang].sub(" ", text)
     return " ".join(text.split())
 
 
-def tokens(text: str, lang: str | None = None, articles: bool = True) -> list[str]:
+def tokens(text: str, lang: str | None = None, articles: bool = True, punctuation: str = "ours") -> list[str]:
     """Language-aware tokens: words, and single characters of unspaced scripts.
 
-    ``articles=False`` keeps articles (ROUGE, like rouge-score, scores them).
+    ``articles=False`` keeps articles (ROUGE, like rouge-score, scores them);
+    ``punctuation`` as in :func:`normalize`.
     """
     out: list[str] = []
-    for word in normalize(text, lang, articles).split():
+    for word in normalize(text, lang, articles, punctuation).split():
         if not any(is_no_space_char(ch) for ch in word):
             out.append(word)
             continue
