@@ -84,7 +84,7 @@ rule score:
     params:
         languages=lambda wc: EVAL_BENCHMARKS[wc.benchmark],
         langid=config["evaluation"]["langid"],
-        qa_normalize=config["evaluation"]["qa_normalize"],
+        qa_normalize=qa_normalize,
         consistency=config["evaluation"]["consistency"],
         bootstrap={**config["evaluation"]["bootstrap"], "seed": eval_seed()},
     script:

@@ -1,6 +1,7 @@
 # Helpers of the evaluation rules (eval.smk): benchmarks, methods, model directories, targets.
 
 import crosstune.cc_tuning.inference  # noqa: E402
+import crosstune.evaluate.scoring  # noqa: E402
 import crosstune.train.settings  # noqa: E402
 
 # A cc_tuning method is evaluated once per inference mode (evaluation.cc_tuning.modes),
@@ -86,6 +87,16 @@ def eval_items(wildcards):
         benchmark_items(wildcards.benchmark, lang)
         for lang in EVAL_BENCHMARKS[wildcards.benchmark]
     ]
+
+
+def qa_normalize(wildcards):
+    """evaluation.qa_normalize for QA benchmarks (XQuAD, MKQA); None elsewhere, so changing it reruns only their scores."""
+    task = _bm.load_template(wildcards.benchmark).task
+    return (
+        config["evaluation"]["qa_normalize"]
+        if task in crosstune.evaluate.scoring.QA_TASKS
+        else None
+    )
 
 
 def eval_seed():
