@@ -1,5 +1,7 @@
 """How many released options the answer extraction recognises when a model writes them out.
 
+Also counts the released QA gold answers the two ``evaluation.qa_normalize`` modes tokenise differently.
+
 For every item of XNLI, XStoryCloze and MMMLU in the CC-Tuning release and every
 option whose text no other option of the item shares, three outputs are scored: the option's text as listed, the text without
 its final punctuation, and that with a capital first letter ("ptosis." ->
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from crosstune.benchmarks.released import released_items
 from crosstune.benchmarks.templates import load_template
+from crosstune.evaluate.text import tokens
 
 ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "cc-tuning-eval"
 FORMS = ("as listed", "no final punct", "first letter's case changed")
@@ -70,6 +73,15 @@ def main() -> None:
                             print(f"  {lang} {it['index']} {opt['label']} {out!r} -> {extract_choice(out, it['options'])}")
         print(benchmark, "  ".join(f"{f}: {ok[f]}/{total[f]}" for f in FORMS),
               f"  (options left out, their text shared with another option: {shared[benchmark]})")
+    # QA: gold answers whose tokens differ between the two punctuation treatments
+    for benchmark in ("xquad", "mkqa"):
+        differ = total = 0
+        for lang in load_template(benchmark).languages:
+            for it in released_items(benchmark, lang, args.root)[0]:
+                for gold in [it["answer"]] if isinstance(it["answer"], str) else it["answer"]:
+                    total += 1
+                    differ += tokens(gold, lang, punctuation="squad") != tokens(gold, lang, punctuation="ours")
+        print(f"{benchmark}: {differ}/{total} gold answers tokenised differently by qa_normalize squad and ours")
 
 
 if __name__ == "__main__":
