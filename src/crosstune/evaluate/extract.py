@@ -6,7 +6,7 @@ removed). Levels are tried in order; the first level that finds a label decides
 (levels 2 and 3 count as one):
 
 1. the whole output is a label, give or take brackets and punctuation ("2",
-   "(B)", "**C**"), or exactly one option's text without its final punctuation
+   "(B)", "**C**"), or exactly one option's text, with or without its final punctuation
    ("Ptosis" for option "ptosis.", "Putih tidak tidur nyenyak");
 2. the output starts with a label followed by a delimiter: "2) neutral",
    "B. 4", "C: True, False", "1 - entailment";
@@ -16,8 +16,9 @@ removed). Levels are tried in order; the first level that finds a label decides
    "The answer is B", "Alternativa C", "الإجابة هي ٢", "C입니다";
 5. an option's text, with or without its final punctuation; a match inside
    a longer option's match does not count ("Putih tidak" inside "Putih tidak
-   tidur nyenyak."), nor does a text two options share; texts made of letters or digits of spaced scripts must
-   stand as words ("4" is not found in "1942");
+   tidur nyenyak."), nor does a text two options share; texts made of
+   letters or digits of spaced scripts must stand as words ("4" is not
+   found in "1942");
 6. numeric labels only: a label digit standing alone ("我选2", "I'd say 3").
 
 When a level finds several different options, the first one named after the
