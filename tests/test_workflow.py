@@ -141,3 +141,17 @@ def test_cc_tuning_is_scored_in_three_inference_modes(tiny_run):
     assert "cc_tuning" not in rows
     assert set(table[table.method == "cc_tuning@oracle"].benchmark) == {"xnli", "xstorycloze", "mmmlu", "xquad", "mkqa"}
     assert "cc_tuning@oracle" in (tiny_run / "results/eval/tables/xnli.md").read_text()
+
+
+def test_xlsum_from_the_release_gets_its_oracle_row(tiny_run, cc_eval):
+    """The release ships English translations of XL-Sum's prompts: with source released the oracle row runs."""
+    override = {"benchmarks": {"released_dir": str(cc_eval), "xlsum": {"source": "released", "languages": ["en", "sw"], "n": 4}}}
+    run = snakemake(tiny_run, "-n", override=override)
+    jobs = planned_jobs(run)
+    assert jobs.get("benchmark_data") == 2  # xlsum en, sw from the release
+    # every row re-generates xlsum (new items), now including cc_tuning@oracle: base, sft + three modes
+    assert jobs.get("generate") == 5 and jobs.get("score") == 5
+    from crosstune.benchmarks import build_items
+
+    items, _ = build_items("xlsum", "sw", {"source": "released"}, str(cc_eval))
+    assert all(it["prompt_en"] and it["prompt_en"] != it["prompt"] for it in items)  # the English articles
