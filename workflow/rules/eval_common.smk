@@ -75,7 +75,8 @@ def eval_transform(wildcards):
 
 def evaluated(row, benchmark):
     """Oracle rows need each item's English prompt: parallel benchmarks, and XL-Sum
-    from the release (source: released, which ships English translations of its prompts)."""
+    from the release (source: released, which ships English translations of its prompts).
+    """
     source = config["benchmarks"][benchmark]["source"]
     return not row.endswith(f"{MODE_SEP}oracle") or _bm.has_english_prompts(
         benchmark, source
