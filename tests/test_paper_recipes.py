@@ -8,6 +8,7 @@ hub is offline (HF_HUB_OFFLINE=1): a dry run that needed the network would fail 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -453,3 +454,28 @@ def test_grid_with_every_output_present_schedules_nothing(tmp_path):
         cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0 and "Nothing to be done" in done.stdout + done.stderr, done.stdout[-3000:]
+
+
+def test_crossin_recipe_is_the_release_run_script(tmp_path, tiny_tokenizer):
+    """config/crossin.yaml: the values of CrossIn's sample_scripts/run_training.sh, its data, a dry run."""
+    cfg = yaml.safe_load((REPO / "config" / "crossin.yaml").read_text())
+    t, ft = cfg["train"], cfg["train"]["finetuning"]
+    assert cfg["languages"] == ["en", "zh", "vi", "es"] and cfg["seed"] == 42
+    assert (ft["mode"], ft["lora_r"], ft["lora_alpha"], ft["lora_dropout"]) == ("lora", 64, 128, 0.05)
+    assert (t["warmup_ratio"], t["weight_decay"], t["lr_scheduler"], t["per_device_batch_size"] * t["gradient_accumulation"]) == (
+        0.03, 0.01, "cosine", 16)  # fmt: skip
+    assert {s["type"] for s in cfg["data"]["sources"]} == {"alpaca", "platypus"}
+    text = (REPO / "config" / "crossin.yaml").read_text()
+    for key in ("learning_rate", "epochs"):  # the run script's arguments: no published value
+        assert "our choice" in next(line for line in text.splitlines() if line.strip().startswith(f"{key}:"))
+    counts, jobs = dry_run(tmp_path, REPO / "config" / "crossin.yaml")
+    assert counts["translate"] == 3 and counts["train"] == 4 and counts["generate"] == 5 * 6
+    assert {j["wildcards"]["method"] for j in jobs if j["rule"] == "train"} == {"sft_en", "sft", "crossin", "crossin_translation"}
+    check_resources(cfg, jobs)
+    # the release's Alpaca prompt (templates/alpaca.json, no input), response + eos after it
+    tok = copy.deepcopy(tiny_tokenizer)  # the session's tokenizer keeps its own template
+    tok.chat_template = (REPO / cfg["models"]["llama-2-7b"]["chat_template"]).read_text()
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Name a colour."}], tokenize=False,
+                                                add_generation_prompt=True)  # fmt: skip
+    assert prompt.endswith("Below is an instruction that describes a task. Write a response that appropriately "
+                           "completes the request.\n\n### Instruction:\nName a colour.\n\n### Response:\n ")  # fmt: skip
