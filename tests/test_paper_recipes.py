@@ -96,6 +96,8 @@ def expected_counts(configs: list[dict]) -> dict:
         "score": len(models) * per_model,
         "aggregate": 1,
     }
+    if cc and {"matrix", "oracle"} & set(modes):  # the Decision Maker's layer choices of the connected rows
+        counts["layer_choice"] = 1
     return counts
 
 

@@ -105,6 +105,16 @@ EVAL_JOBS = [
 ]
 
 
+# rows decoded with a connection (cc_tuning in mode matrix or oracle): their predictions
+# record the Decision Maker's layer, which rule layer_choice tabulates and plots
+LAYER_JOBS = [
+    job
+    for job in EVAL_JOBS
+    if (eval_cc_tuning(job["method"]) or {}).get("mode") in ("matrix", "oracle")
+]
+LAYER_MODELS = sorted({job["model"] for job in LAYER_JOBS})
+
+
 def score_outputs(kind):
     return [f"{EVAL_DIR}/scores/{kind}".format(**job) for job in EVAL_JOBS]
 
@@ -133,4 +143,6 @@ def all_targets():
     targets = _targets_before_eval()
     if EVAL_BENCHMARKS and EVAL_METHODS:
         targets += rules.aggregate.output
+    if LAYER_JOBS:
+        targets += rules.layer_choice.output
     return targets
