@@ -201,11 +201,11 @@ rule layer_choice:
         "logs/layer_choice.log",
     conda:
         "../../envs/eval.yaml"
-    threads: res("aggregate", "threads")
+    threads: res("layer_choice", "threads")
     resources:
-        mem_mb=res("aggregate", "mem_mb"),
-        runtime=res("aggregate", "runtime"),
-        gpu=res("aggregate", "gpu"),
+        mem_mb=res("layer_choice", "mem_mb"),
+        runtime=res("layer_choice", "runtime"),
+        gpu=res("layer_choice", "gpu"),
     params:
         jobs=LAYER_JOBS,
         model_dirs=[eval_model_dir(job["model"], job["method"]) for job in LAYER_JOBS],
