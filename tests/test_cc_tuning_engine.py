@@ -42,3 +42,18 @@ def test_engine_trains_cc_tuning_and_saves_the_decision_maker(tmp_path, tiny_mod
     trained = AutoModelForCausalLM.from_pretrained(out / "model")
     w0, w1 = base.model.layers[0].mlp.up_proj.weight, trained.model.layers[0].mlp.up_proj.weight
     assert not torch.equal(w0, w1)  # the model trained with the connection
+
+
+def test_engine_trains_cc_tuning_on_the_sft_mt_mix(tmp_path, tiny_model_dir):
+    """cc_tuning+mt: the sft_mt mix (tasks and translation tasks), each example with its English prompt."""
+    import json
+
+    pairs = write_pairs(tmp_path / "pairs.jsonl", seed_pairs(items=2, langs=("sw",)))
+    s = settings({"type": "cc_tuning", "mix": "sft_mt"}, name="cc_tuning+mt", max_steps=1)
+    out = tmp_path / "run"
+    engine.train(model_dir=str(tiny_model_dir("llama")), pairs=str(pairs), output=str(out / "model"),
+                 checkpoint_dir=str(out / "checkpoints"), settings=s, seed=42, metrics=str(out / "metrics.json"),
+                 plot=str(out / "loss.png"))  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["composition"] == {"cc_tuning+mt": {"en": 2}, "cc_tuning+sft": {"en": 2, "sw": 2}}
+    assert (out / "model" / "decision_maker.safetensors").is_file()

@@ -200,3 +200,18 @@ def test_parquet_round_trip(scored, tmp_path):
     table, _ = scored
     table.to_parquet(tmp_path / "t.parquet", index=False)
     assert pd.read_parquet(tmp_path / "t.parquet").equals(table)
+
+
+def test_layer_counts_and_a_prediction_without_a_layer(tmp_path):
+    from crosstune.evaluate import layers
+    from crosstune.io import DataError, write_jsonl
+
+    pred = tmp_path / "predictions"
+    write_jsonl(pred / "sw.jsonl", [{"id": i, "layer": x} for i, x in enumerate([2, 2, 0, 3])])
+    job = {"model": "m", "method": "cc_tuning@matrix", "benchmark": "xnli", "predictions": str(pred), "num_layers": 4}
+    table = layers.layer_counts([job])
+    assert table["count"].tolist() == [1, 0, 2, 1] and table.share.tolist() == [0.25, 0.0, 0.5, 0.25]
+    assert "| xnli | sw | 4 | L2 (50) | 1.8 | 25 | 0 | 50 | 25 |" in layers.layers_markdown(table)
+    write_jsonl(pred / "zh.jsonl", [{"id": 0, "layer": 0}, {"id": 1}])
+    with pytest.raises(DataError, match=r"zh.jsonl line 2: layer None is not one of the model's 4 layers"):
+        layers.layer_counts([job])

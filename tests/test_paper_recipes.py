@@ -8,6 +8,7 @@ hub is offline (HF_HUB_OFFLINE=1): a dry run that needed the network would fail 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from crosstune.benchmarks import load_template
+from crosstune.benchmarks import has_english_prompts, load_template
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER = REPO / "config" / "paper"
@@ -76,7 +77,7 @@ def expected_counts(configs: list[dict]) -> dict:
     # mode; one generate and one score job per (model, row, benchmark), all the benchmark's languages
     # in one job; the oracle mode needs parallel benchmarks (not XL-Sum: no English version)
     modes = cfg["evaluation"]["cc_tuning"]["modes"]
-    parallel = [b for b in benchmarks if load_template(b).parallel]
+    parallel = [b for b in benchmarks if has_english_prompts(b, cfg["benchmarks"][b]["source"])]
     per_model = (1 + len(methods) - len(cc)) * len(benchmarks) + len(cc) * sum(
         len(parallel) if mode == "oracle" else len(benchmarks) for mode in modes
     )
@@ -95,6 +96,8 @@ def expected_counts(configs: list[dict]) -> dict:
         "score": len(models) * per_model,
         "aggregate": 1,
     }
+    if cc and {"matrix", "oracle"} & set(modes):  # the Decision Maker's layer choices of the connected rows
+        counts["layer_choice"] = 1
     return counts
 
 
@@ -123,6 +126,7 @@ def test_recipe_values_are_the_papers():
     assert {b: cfg["benchmarks"][b]["source"] for b in cfg["benchmarks"]["run"]} == dict.fromkeys(
         ["xnli", "xstorycloze", "mmmlu", "xquad", "mkqa", "xlsum"], "hub"
     )
+    assert cfg["methods"]["cc_tuning+mt"]["mix"] == "sft_mt"  # the paper's CC-Tuning on a data-level mix
     types = {s["type"] for s in cfg["methods"].values()}
     assert types == {"sft", "sft_en", "sft_all", "sft_mt", "crossin", "clo", "sft_dpo", "cc_tuning"}
     ids = {next(iter(recipe(r)["models"].values()))["source"]["id"] for r in RECIPES}
@@ -137,9 +141,10 @@ def test_recipe_dry_run_job_counts_and_resources(tmp_path, name):
     cfg = recipe(name)
     counts, jobs = dry_run(tmp_path, PAPER / name)
     assert counts == expected_counts([cfg])
-    assert counts["benchmark_data"] == 60 and counts["train"] == 8 and counts["translate"] == 21
-    # (base + 7 methods) x 6 benchmarks + cc_tuning's matrix and none x 6 + oracle x 5 (not XL-Sum)
-    assert counts["generate"] == 8 * 6 + 2 * 6 + 5
+    assert counts["benchmark_data"] == 60 and counts["train"] == 9 and counts["translate"] == 21
+    # (base + 7 methods) x 6 benchmarks + cc_tuning's and cc_tuning+mt's matrix and none x 6 + oracle x 5 (XL-Sum
+    # from the hub has no English version)
+    assert counts["generate"] == 8 * 6 + 2 * (2 * 6 + 5)
     check_resources(cfg, jobs)
 
 
@@ -166,8 +171,8 @@ def test_grid_of_three_recipes(tmp_path):
     configs = [recipe(r) for r in RECIPES]
     counts, jobs = dry_run(tmp_path, *(PAPER / r for r in RECIPES))
     assert counts == expected_counts(configs)
-    assert counts["train"] == 24 and counts["base_model"] == 3 and counts["benchmark_data"] == 60
-    assert counts["generate"] == counts["score"] == 3 * (10 * 6 + 5)
+    assert counts["train"] == 27 and counts["base_model"] == 3 and counts["benchmark_data"] == 60
+    assert counts["generate"] == counts["score"] == 3 * (8 * 6 + 2 * (2 * 6 + 5))
     assert {j["wildcards"]["model"] for j in jobs if j["rule"] == "train"} == {
         "llama-3.1-8b", "qwen2.5-7b", "mistral-7b-v0.3"}  # fmt: skip
     check_resources(configs[0], jobs)
@@ -176,9 +181,22 @@ def test_grid_of_three_recipes(tmp_path):
 def test_clo_recipe_dry_run(tmp_path):
     cfg = yaml.safe_load((REPO / "config" / "clo.yaml").read_text())
     counts, jobs = dry_run(tmp_path, REPO / "config" / "clo.yaml")
-    assert counts["translate"] == 6 and counts["train"] == 4 and counts["generate"] == 5 * 6
+    # five per-language entries x six target languages; base + 30 models on six benchmarks
+    assert counts["translate"] == 6 and counts["train"] == 30 and counts["generate"] == 31 * 6
     assert counts["benchmark_data"] == sum(len(cfg["benchmarks"][b]["languages"]) for b in cfg["benchmarks"]["run"])
-    assert {j["wildcards"]["method"] for j in jobs if j["rule"] == "train"} == {"sft", "clo_3200", "clo_6400", "sft_dpo"}
+    targets = [lang for lang in cfg["languages"] if lang != "en"]
+    assert {j["wildcards"]["method"] for j in jobs if j["rule"] == "train"} == {
+        f"{m}-{lang}" for m in ("sft_3200", "sft_6400", "clo_3200", "clo_6400", "sft_dpo") for lang in targets}  # fmt: skip
+    # the paper's comparison: CLO-3,200 vs SFT-6,400, SFT -> DPO from its language's SFT-6,400
+    from snakemake.utils import validate
+
+    from crosstune.train.settings import expand_per_language, resolve
+
+    full = yaml.safe_load((REPO / "config" / "clo.yaml").read_text())
+    validate(full, str(REPO / "workflow/schemas/config.schema.yaml"), set_default=True)
+    expand_per_language(full)
+    assert resolve(full, "sft_6400-zh")["size"] == 6400 and resolve(full, "sft_6400-zh")["languages"] == ["zh"]
+    assert resolve(full, "clo_3200-zh")["size"] == 3200 and resolve(full, "sft_dpo-zh")["init_from"] == "sft_6400-zh"
     check_resources(cfg, jobs)
 
 
@@ -375,11 +393,12 @@ def test_every_method_of_a_recipe_builds_its_mix_from_its_data(tmp_path, tiny_to
 
     from crosstune.methods import METHODS
     from crosstune.pairs import build_pairs
-    from crosstune.train.settings import resolve
+    from crosstune.train.settings import expand_per_language, resolve
     from crosstune.translate import TranslationMemory, translate_records
 
     cfg = yaml.safe_load((REPO / name).read_text())
     validate(cfg, str(REPO / "workflow/schemas/config.schema.yaml"), set_default=True)
+    expand_per_language(cfg)
     langs = cfg["languages"]
     source_langs = {lang for s in cfg["data"]["sources"] for lang in s.get("languages") or langs}
     records = [
@@ -398,7 +417,7 @@ def test_every_method_of_a_recipe_builds_its_mix_from_its_data(tmp_path, tiny_to
     sizes = {}
     for method, spec in cfg["methods"].items():
         settings = resolve(cfg, method)
-        if spec["type"] in ("clo", "sft_dpo") and settings["size"]:
+        if spec["type"] in ("clo", "sft_dpo", "sft") and settings["size"]:
             settings["size"] = 2  # the recipe's 3,200 / 6,400 items, scaled to the 3 items here
         examples = METHODS[spec["type"]]().build_examples(pairs, settings, cfg["seed"])
         sizes[method] = len(examples)
@@ -437,3 +456,28 @@ def test_grid_with_every_output_present_schedules_nothing(tmp_path):
         cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0 and "Nothing to be done" in done.stdout + done.stderr, done.stdout[-3000:]
+
+
+def test_crossin_recipe_is_the_release_run_script(tmp_path, tiny_tokenizer):
+    """config/crossin.yaml: the values of CrossIn's sample_scripts/run_training.sh, its data, a dry run."""
+    cfg = yaml.safe_load((REPO / "config" / "crossin.yaml").read_text())
+    t, ft = cfg["train"], cfg["train"]["finetuning"]
+    assert cfg["languages"] == ["en", "zh", "vi", "es"] and cfg["seed"] == 42
+    assert (ft["mode"], ft["lora_r"], ft["lora_alpha"], ft["lora_dropout"]) == ("lora", 64, 128, 0.05)
+    assert (t["warmup_ratio"], t["weight_decay"], t["lr_scheduler"], t["per_device_batch_size"] * t["gradient_accumulation"]) == (
+        0.03, 0.01, "cosine", 16)  # fmt: skip
+    assert {s["type"] for s in cfg["data"]["sources"]} == {"alpaca", "platypus"}
+    text = (REPO / "config" / "crossin.yaml").read_text()
+    for key in ("learning_rate", "epochs"):  # the run script's arguments: no published value
+        assert "our choice" in next(line for line in text.splitlines() if line.strip().startswith(f"{key}:"))
+    counts, jobs = dry_run(tmp_path, REPO / "config" / "crossin.yaml")
+    assert counts["translate"] == 3 and counts["train"] == 4 and counts["generate"] == 5 * 6
+    assert {j["wildcards"]["method"] for j in jobs if j["rule"] == "train"} == {"sft_en", "sft", "crossin", "crossin_translation"}
+    check_resources(cfg, jobs)
+    # the release's Alpaca prompt (templates/alpaca.json, no input), response + eos after it
+    tok = copy.deepcopy(tiny_tokenizer)  # the session's tokenizer keeps its own template
+    tok.chat_template = (REPO / cfg["models"]["llama-2-7b"]["chat_template"]).read_text()
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Name a colour."}], tokenize=False,
+                                                add_generation_prompt=True)  # fmt: skip
+    assert prompt.endswith("Below is an instruction that describes a task. Write a response that appropriately "
+                           "completes the request.\n\n### Instruction:\nName a colour.\n\n### Response:\n ")  # fmt: skip

@@ -29,7 +29,7 @@ def _datasets_cache(tmp_path, monkeypatch):
 def spec(kind: str, **kw) -> dict:
     """A data.sources entry as the schema would fill it in."""
     base = {"name": kind, "type": kind, "split": "train", "revision": None, "seed": 0, "max_per_language": None}
-    if kind in ("aya", "alpaca", "oasst"):
+    if kind in ("aya", "alpaca", "platypus", "oasst"):
         base["path"] = str(HUB / kind)
     return base | kw
 
@@ -83,6 +83,19 @@ def test_alpaca_joins_instruction_and_input():
     assert [r["id"] for r in records] == ["000000", "000001", "000002", "000003"]
 
 
+def test_platypus_reads_the_hub_schema_like_alpaca():
+    records = load_source(spec("platypus"))
+    assert [r["instruction"] for r in records] == [
+        "What is the sum of the first 10 positive integers?",
+        "Choose A, B, C or D as your solution.\n\nWhich gas do plants absorb? A: O2 B: CO2 C: N2 D: He",
+        "Write a Python function that reverses a string.",
+    ]  # the rows without an instruction or an output are skipped
+    assert [r["id"] for r in records] == ["000000", "000001", "000002"]
+    assert records[1]["response"] == "B" and {r["lang"] for r in records} == {"en"}
+    with pytest.raises(DataError, match=r"missing column\(s\) \['data_source'\] of the garage-bAInd/Open-Platypus schema"):
+        load_source(spec("platypus", path=str(HUB / "alpaca")))
+
+
 def test_oasst_keeps_root_prompts_with_their_rank0_reply():
     records = load_source(spec("oasst"))
     assert records == [
@@ -118,7 +131,7 @@ def test_wrong_schema_and_missing_data_are_clear_errors():
         load_source(spec("alpaca", path=str(HUB / "aya")))
     with pytest.raises(DataError, match=r"data.sources\[aya\] \(.*hub/aya\): cannot load split 'validation'"):
         load_source(spec("aya", split="validation"))
-    with pytest.raises(ValueError, match="unknown source type 'dolly'; known: alpaca, aya, jsonl, oasst, seed"):
+    with pytest.raises(ValueError, match="unknown source type 'dolly'; known: alpaca, aya, jsonl, oasst, platypus, seed"):
         load_source({"name": "x", "type": "dolly"})
 
 
@@ -188,7 +201,7 @@ def test_language_code_maps():
     assert languages.from_iso639_3("ary") is None and languages.from_iso639_3(None) is None
     assert [languages.from_bcp47(t) for t in ("en", "pt-BR", "zh", "zh-Hans", "zh-TW", "zh_Hant", "pl", "")] == [
         "en", "pt", "zh", "zh", None, None, None, None]  # fmt: skip
-    assert set(LOADERS) == {"seed", "jsonl", "aya", "alpaca", "oasst"}
+    assert set(LOADERS) == {"seed", "jsonl", "aya", "alpaca", "platypus", "oasst"}
 
 
 def test_commented_config_examples_are_valid_and_load():

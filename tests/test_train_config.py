@@ -102,3 +102,23 @@ def test_shipped_accelerate_configs_load(name, kind):
         assert cfg.deepspeed_config["zero_stage"] == 3 and cfg.deepspeed_config["zero3_save_16bit_model"]
     if name == "fsdp":
         assert cfg.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+
+
+def test_per_language_entry_expands_into_one_method_per_target_language():
+    from crosstune.train.settings import expand_per_language
+
+    cfg = config({"sft_6400": {"type": "sft", "per_language": True, "size": 6},
+                  "dpo": {"type": "sft_dpo", "per_language": True, "init_from": "sft_6400", "languages": ["sw", "zh"]},
+                  "clo": {"type": "clo", "size": 3}})  # fmt: skip
+    cfg["languages"] = ["en", "sw", "zh", "ar"]
+    cfg["evaluation"]["methods"] = ["base", "dpo", "sft_6400-ar"]
+    expand_per_language(cfg)
+    assert sorted(cfg["methods"]) == ["clo", "dpo-sw", "dpo-zh", "sft_6400-ar", "sft_6400-sw", "sft_6400-zh"]
+    assert cfg["evaluation"]["methods"] == ["base", "dpo-sw", "dpo-zh", "sft_6400-ar"]
+    s = resolve(cfg, "sft_6400-zh")
+    assert (s["name"], s["languages"], s["size"]) == ("sft_6400-zh", ["zh"], 6) and "per_language" not in s
+    assert resolve(cfg, "dpo-sw")["init_from"] == "sft_6400-sw"  # its own language's SFT model
+    check(cfg)
+    bad = config({"a": {"type": "sft", "per_language": True}, "b": {"type": "sft_dpo", "init_from": "a"}})
+    with pytest.raises(ConfigError, match=r"methods.b.init_from: 'a' is per language; 'b' must be too"):
+        expand_per_language(bad)

@@ -210,3 +210,55 @@ def test_missing_english_side_names_the_record(pairs):
     broken = [dict(p, response_en=None) if p["id"] == "seed/seed-004#ru" else p for p in pairs]
     with pytest.raises(TrainDataError, match=r"'seed/seed-004#ru' \(ru\) has no response_en"):
         mix({"type": "sft_all"}, broken)
+
+
+# --------------------------------------------------------------------------- data size, cc_tuning on a mix
+def test_sft_size_takes_clos_items_per_language(pairs):
+    from crosstune.preference import select_items
+
+    ex = mix({"type": "sft", "size": 4}, pairs, seed=3)
+    assert data.composition(ex) == {"sft": {lang: 4 for lang in ("en", *LANGS)}}
+    items = {lang: {e["id"].split("#")[0] for e in ex if e["lang"] == lang} for lang in LANGS}
+    clo = select_items(pairs, list(LANGS), 4, 3)  # CLO-4 with the same seed: the same items
+    assert items == {lang: {r["id"].split("#")[0] for r in clo if r["lang"] == lang} for lang in LANGS}
+    small = mix({"type": "sft", "size": 2, "languages": ["sw"]}, pairs, seed=3)
+    assert {e["id"] for e in small} < {e["id"] for e in ex}  # a smaller size is a subset
+    assert mix({"type": "sft", "size": 4}, pairs, seed=4) != ex
+    with pytest.raises(TrainDataError, match=r"size 11: language '.*' has only 10 pair records"):
+        mix({"type": "sft", "size": 11}, pairs)
+
+
+@pytest.mark.parametrize("source", ["sft_all", "sft_mt", "crossin"])
+def test_cc_tuning_trains_on_a_data_level_mix(pairs, source):
+    from crosstune.train.settings import resolve
+
+    from .train_helpers import config
+
+    cfg = config({source: {"type": source, **({"size": 20} if source == "crossin" else {})},
+                  "cc": {"type": "cc_tuning", "mix": source}})  # fmt: skip
+    s = resolve(cfg, "cc")
+    assert s["mix"]["type"] == source and "train" not in s["mix"]
+    ex = data.build_examples(get_method("cc_tuning"), pairs, s, 0)
+    plain = data.build_examples(get_method(source), pairs, resolve(cfg, source), 0)
+    assert [(e["id"], e["prompt"], e["response"]) for e in ex] == [(e["id"], e["prompt"], e["response"]) for e in plain]
+    by_id = {p["id"]: p for p in pairs}
+    for e in ex:
+        rec = by_id[e["id"].split("|")[0]]
+        kind = e["kind"].removeprefix("cc_tuning+")
+        # x_en: the same request in English (already English prompts are their own English version)
+        want = {"sft": rec["instruction_en"], "en_copy": rec["instruction_en"],
+                "mt": "Translate the following into English.\n" + rec["instruction_en"],
+                "en2x": f"[{rec['lang']}] {rec['instruction_en']}", "x2en": f"[en] {rec['instruction_en']}"}[kind]  # fmt: skip
+        assert e["prompt_en"] == want, e
+
+
+def test_cc_tuning_mix_must_be_a_data_level_method():
+    from crosstune.config import ConfigError
+    from crosstune.train.settings import resolve
+
+    from .train_helpers import config
+
+    cfg = config({"clo": {"type": "clo"}, "cc": {"type": "cc_tuning", "mix": "clo"}})
+    with pytest.raises(ConfigError, match=r"methods.cc.mix: 'clo' is neither a configured data-level method"):
+        resolve(cfg, "cc")
+    assert resolve(config({"cc": {"type": "cc_tuning", "mix": "sft_mt"}}), "cc")["mix"]["type"] == "sft_mt"

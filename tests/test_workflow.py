@@ -141,3 +141,36 @@ def test_cc_tuning_is_scored_in_three_inference_modes(tiny_run):
     assert "cc_tuning" not in rows
     assert set(table[table.method == "cc_tuning@oracle"].benchmark) == {"xnli", "xstorycloze", "mmmlu", "xquad", "mkqa"}
     assert "cc_tuning@oracle" in (tiny_run / "results/eval/tables/xnli.md").read_text()
+
+
+def test_xlsum_from_the_release_gets_its_oracle_row(tiny_run, cc_eval):
+    """The release ships English translations of XL-Sum's prompts: with source released the oracle row runs."""
+    override = {"benchmarks": {"released_dir": str(cc_eval), "xlsum": {"source": "released", "languages": ["en", "sw"], "n": 4}}}
+    run = snakemake(tiny_run, "-n", override=override)
+    jobs = planned_jobs(run)
+    assert jobs.get("benchmark_data") == 2  # xlsum en, sw from the release
+    # every row re-generates xlsum (new items), now including cc_tuning@oracle: base, sft + three modes
+    assert jobs.get("generate") == 5 and jobs.get("score") == 5
+    from crosstune.benchmarks import build_items
+
+    items, _ = build_items("xlsum", "sw", {"source": "released"}, str(cc_eval))
+    assert all(it["prompt_en"] and it["prompt_en"] != it["prompt"] for it in items)  # the English articles
+
+
+def test_layer_choice_table_and_plot(tiny_run):
+    """Rule layer_choice: the Decision Maker's layer of every connected prediction, per benchmark and language."""
+    import pandas as pd
+
+    table = pd.read_csv(tiny_run / "results/eval/layers.tsv", sep="\t")
+    assert set(table.method) == {"cc_tuning@matrix", "cc_tuning@oracle"}  # mode none has no connection
+    assert set(table.layer) == {0, 1}  # the tiny model's two layers, chosen or not
+    shares = table.groupby(["method", "benchmark", "language"]).share.sum()
+    assert shares.to_numpy() == pytest.approx(1.0)
+    # the counts are the predictions' own layers
+    records = [json.loads(x) for x in (tiny_run / "results/tiny-llama/eval/cc_tuning@matrix/xnli/predictions/sw.jsonl").open()]
+    sub = table[(table.method == "cc_tuning@matrix") & (table.benchmark == "xnli") & (table.language == "sw")]
+    assert sub.set_index("layer")["count"].to_dict() == {i: sum(r["layer"] == i for r in records) for i in (0, 1)}
+    assert set(table[table.method == "cc_tuning@oracle"].benchmark) == {"xnli", "xstorycloze", "mmmlu", "xquad", "mkqa"}
+    text = (tiny_run / "results/eval/tables/layers.md").read_text()
+    assert "## tiny-llama - cc_tuning@matrix" in text and "| xnli | sw | " in text
+    assert (tiny_run / "results/eval/figures/tiny-llama/layers.png").stat().st_size > 1000

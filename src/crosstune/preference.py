@@ -63,6 +63,18 @@ def directions(record: dict) -> list[dict]:
     ]  # fmt: skip
 
 
+def item_order(items, seed: int) -> list[str]:
+    """English item ids in sampling order: sorted, then shuffled once with ``random.Random(seed)``.
+
+    Every sampler of items per language (CLO's preference data, ``sft``'s ``size``)
+    takes the first ``size`` items of this order, so with one seed SFT-3,200 and
+    CLO-3,200 train on the same items.
+    """
+    order = sorted(items)
+    random.Random(seed).shuffle(order)
+    return order
+
+
 def select_items(pairs: list[dict], languages: list[str] | None, size: int | None, seed: int) -> list[dict]:
     """The sampled pair records: per language (in ``languages`` order, else first appearance), ``size`` items.
 
@@ -90,8 +102,7 @@ def select_items(pairs: list[dict], languages: list[str] | None, size: int | Non
         log.warning("preference data: no record with a known English response in %s; skipped", ", ".join(skipped))
     if "en" in langs:
         raise DataError("preference languages are target languages; 'en' is the English side of every pair")
-    items = sorted({i for recs in by_lang.values() for i in recs})
-    random.Random(seed).shuffle(items)
+    items = item_order({i for recs in by_lang.values() for i in recs}, seed)
     out = []
     for lang in langs:
         have = by_lang.get(lang, {})

@@ -10,3 +10,4 @@ localrules:
     pairs,
     benchmark_data,
     aggregate,
+    layer_choice,

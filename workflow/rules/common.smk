@@ -12,7 +12,10 @@ os.environ.update(
 )
 
 import crosstune.config  # noqa: E402
+import crosstune.train.settings  # noqa: E402
 
+# a methods entry with per_language: true becomes one method per target language
+crosstune.train.settings.expand_per_language(config)
 crosstune.config.check(config)
 
 MODELS = sorted(config["models"])

@@ -168,3 +168,47 @@ rule aggregate:
         confidence=config["evaluation"]["bootstrap"]["confidence"],
     script:
         "../scripts/aggregate.py"
+
+
+rule layer_choice:
+    input:
+        predictions=[f"{EVAL_DIR}/predictions".format(**job) for job in LAYER_JOBS],
+        # the evaluated models (their config.json gives the number of layers)
+        models=[eval_model_dir(job["model"], job["method"]) for job in LAYER_JOBS],
+    output:
+        table=report(
+            f"{AGG}/layers.tsv",
+            caption="../report/layers.rst",
+            category="Evaluation",
+            labels={"table": "layer choice (long)"},
+        ),
+        markdown=report(
+            f"{AGG}/tables/layers.md",
+            caption="../report/layers.rst",
+            category="Evaluation",
+            labels={"table": "layer choice"},
+        ),
+        figures=[
+            report(
+                f"{AGG}/figures/{m}/layers.png",
+                caption="../report/layers.rst",
+                category="Evaluation",
+                subcategory="layer choice",
+                labels={"model": m, "figure": "layer choice"},
+            )
+            for m in LAYER_MODELS
+        ],
+    log:
+        "logs/layer_choice.log",
+    conda:
+        "../../envs/eval.yaml"
+    threads: res("layer_choice", "threads")
+    resources:
+        mem_mb=res("layer_choice", "mem_mb"),
+        runtime=res("layer_choice", "runtime"),
+        gpu=res("layer_choice", "gpu"),
+    params:
+        jobs=LAYER_JOBS,
+        model_dirs=[eval_model_dir(job["model"], job["method"]) for job in LAYER_JOBS],
+    script:
+        "../scripts/layer_choice.py"

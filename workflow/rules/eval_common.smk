@@ -75,9 +75,12 @@ def eval_transform(wildcards):
 
 
 def evaluated(row, benchmark):
-    """Oracle rows need each item's English prompt: parallel benchmarks only (not XL-Sum)."""
-    return (
-        not row.endswith(f"{MODE_SEP}oracle") or _bm.load_template(benchmark).parallel
+    """Oracle rows need each item's English prompt: parallel benchmarks, and XL-Sum
+    from the release (source: released, which ships English translations of its prompts).
+    """
+    source = config["benchmarks"][benchmark]["source"]
+    return not row.endswith(f"{MODE_SEP}oracle") or _bm.has_english_prompts(
+        benchmark, source
     )
 
 
@@ -113,6 +116,16 @@ EVAL_JOBS = [
 ]
 
 
+# rows decoded with a connection (cc_tuning in mode matrix or oracle): their predictions
+# record the Decision Maker's layer, which rule layer_choice tabulates and plots
+LAYER_JOBS = [
+    job
+    for job in EVAL_JOBS
+    if (eval_cc_tuning(job["method"]) or {}).get("mode") in ("matrix", "oracle")
+]
+LAYER_MODELS = sorted({job["model"] for job in LAYER_JOBS})
+
+
 def score_outputs(kind):
     return [f"{EVAL_DIR}/scores/{kind}".format(**job) for job in EVAL_JOBS]
 
@@ -141,4 +154,6 @@ def all_targets():
     targets = _targets_before_eval()
     if EVAL_BENCHMARKS and EVAL_METHODS:
         targets += rules.aggregate.output
+    if LAYER_JOBS:
+        targets += rules.layer_choice.output
     return targets

@@ -30,7 +30,7 @@ from .templates import BENCHMARKS, MINI_DIR, TASKS, Template, UnknownLanguage, l
 __all__ = [
     "BENCHMARKS", "TASKS", "SOURCES", "Template", "UnknownLanguage", "load_template",
     "hub_items", "released_items", "build_items", "mini_languages", "benchmark_languages",
-    "check_config", "validate_item",
+    "check_config", "validate_item", "has_english_prompts",
 ]  # fmt: skip
 
 SOURCES = ("bundled", "hub", "released")
@@ -47,6 +47,17 @@ def mini_languages(benchmark: str) -> tuple[str, ...]:
     """Languages of the bundled mini set of ``benchmark``."""
     load_template(benchmark)
     return _mini().get(benchmark, ())
+
+
+def has_english_prompts(benchmark: str, source: str) -> bool:
+    """Whether items of ``benchmark`` from ``source`` carry ``prompt_en`` (what CC-Tuning's oracle mode needs).
+
+    Parallel benchmarks do from every source (the English item of the same index);
+    XL-Sum only from the release, which ships English translations of every
+    language's prompts (``XLSum/split_sample_en``).
+    """
+    t = load_template(benchmark)
+    return t.parallel or (source == "released" and bool(t.released.get("prompts_en")))
 
 
 def build_items(benchmark: str, lang: str, spec: dict, released_dir: str | None = None) -> tuple[list[dict], dict]:

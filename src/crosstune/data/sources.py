@@ -15,6 +15,8 @@ Source types (``data.sources[].type``); every loader returns source records
 * ``alpaca`` - tatsu-lab/alpaca (instruction, input, output, text): instruction
   + "\n\n" + input (when input is non-empty) -> instruction, output ->
   response, lang ``en``. Ids are row indices.
+* ``platypus`` - garage-bAInd/Open-Platypus (instruction, input, output,
+  data_source): as ``alpaca`` (CrossIn's English data beside Alpaca), lang ``en``.
 * ``oasst``  - OpenAssistant/oasst1 (a flat table of messages): the top-ranked
   single turns, i.e. each root prompter message (``parent_id`` null) paired with
   its assistant reply of ``rank`` 0; deleted messages and messages whose
@@ -150,9 +152,9 @@ def load_aya(spec: dict) -> list[dict]:
     return records
 
 
-def load_alpaca(spec: dict) -> list[dict]:
+def load_alpaca(spec: dict, hub_id: str = "tatsu-lab/alpaca", columns=("instruction", "input", "output")) -> list[dict]:
     """tatsu-lab/alpaca: English; the optional ``input`` is appended to the instruction."""
-    cols = _hub_columns(spec, ("instruction", "input", "output"), "tatsu-lab/alpaca")
+    cols = _hub_columns(spec, columns, hub_id)
     records, skipped = [], Counter()
     for i, (ins, inp, out) in enumerate(zip(cols["instruction"], cols["input"], cols["output"], strict=True)):
         instruction = f"{ins}\n\n{inp}" if (inp or "").strip() else ins
@@ -162,6 +164,11 @@ def load_alpaca(spec: dict) -> list[dict]:
         records.append(_record(spec, f"{i:06d}", "en", instruction, out))
     _log_skipped(spec, len(records), skipped)
     return records
+
+
+def load_platypus(spec: dict) -> list[dict]:
+    """garage-bAInd/Open-Platypus: Alpaca's columns (plus data_source, the dataset a row comes from)."""
+    return load_alpaca(spec, "garage-bAInd/Open-Platypus", ("instruction", "input", "output", "data_source"))
 
 
 def load_oasst(spec: dict) -> list[dict]:
@@ -200,6 +207,7 @@ LOADERS: dict[str, Callable[[dict], list[dict]]] = {
     "jsonl": load_jsonl,
     "aya": load_aya,
     "alpaca": load_alpaca,
+    "platypus": load_platypus,
     "oasst": load_oasst,
 }
 

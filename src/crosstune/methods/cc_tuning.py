@@ -12,7 +12,10 @@ the extra module ``decision_maker`` (saved as ``decision_maker.safetensors``).
 Settings (``methods.<name>`` with ``type: cc_tuning``): ``languages`` (null:
 every language of the pairs, English records as (x, y, x) triples - the data of
 ``sft``), ``english_pass`` (faithful | detached), ``tau`` (Gumbel-softmax
-temperature, 1.0).
+temperature, 1.0), ``mix`` (null, or a data-level method - ``sft_all``,
+``sft_mt``, ``crossin``, ... - whose mix gives the (x, y) records: the paper's
+"complement to data augmentation"; x_en is that method's English version of each
+prompt, :meth:`~crosstune.methods.sft.Sft.english_prompt`).
 
 The CC-Tuning library (and torch) is imported inside the hooks, so importing
 the method registry stays light (the Snakefile reads it to check the config).
@@ -25,7 +28,9 @@ from .base import Method, TrainDataError
 
 class CCTuning(Method):
     name = "cc_tuning"
-    defaults = {"languages": None, "english_pass": "faithful", "tau": 1.0}
+    # mix: null, or the resolved settings of the data-level method whose examples it trains on
+    # (crosstune.train.settings.resolve turns the configured name into them)
+    defaults = {"languages": None, "english_pass": "faithful", "tau": 1.0, "mix": None}
     supports_packing = False  # p indexes each row: one example per row
     ddp_find_unused_parameters = False
 
@@ -38,6 +43,9 @@ class CCTuning(Method):
         except ValueError as e:
             raise TrainDataError(str(e)) from None
         languages = settings.get("languages")
+        if settings.get("mix"):
+            return self.mixed_examples([r for r in pairs if languages is None or r["lang"] in languages],
+                                       settings["mix"], seed)  # fmt: skip
         out = []
         for r in pairs:
             if languages is not None and r["lang"] not in languages:
@@ -49,6 +57,20 @@ class CCTuning(Method):
             out.append({"id": r["id"], "prompt": r["instruction"], "response": r["response"], "lang": r["lang"],
                         "kind": "cc_tuning", "prompt_en": x_en})  # fmt: skip
         return out
+
+    def mixed_examples(self, pairs: list[dict], mix: dict, seed: int) -> list[dict]:
+        """The data-level method's examples, each with the English version of its prompt as ``prompt_en``."""
+        from . import METHODS
+
+        method = METHODS[mix["type"]]()
+        if not hasattr(method, "english_prompt"):
+            raise TrainDataError(f"mix {mix['name']!r} (type {mix['type']!r}) is not a data-level mix")
+        examples = method.build_examples(pairs, mix, seed if mix.get("seed") is None else mix["seed"])
+        by_id = {r["id"]: r for r in pairs}
+        # a derived example's id is its pair record's id + "|kind" (crosstune.methods.sft.example)
+        return [{**ex, "kind": f"cc_tuning+{ex['kind']}",
+                 "prompt_en": method.english_prompt(by_id[ex["id"].split("|")[0]], ex["kind"], mix)}
+                for ex in examples]  # fmt: skip
 
     def tokenize(self, example, tokenizer, max_length, truncation_side) -> dict | None:
         if not example["response"].strip():

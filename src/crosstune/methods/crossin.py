@@ -21,7 +21,7 @@ import math
 import random
 
 from .base import Method, TrainDataError
-from .sft import example, require, select
+from .sft import english_instruction, example, require, select
 
 MODES = ("en2x", "x2en", "x2x", "translation")
 
@@ -62,13 +62,25 @@ class CrossIn(Method):
             raise TrainDataError(f"base must be en, all or none, not {settings['base']!r}")
         return [example(r, "sft") for r in base] + mixed
 
-    def emit(self, r: dict, kind: str, settings: dict) -> dict:
-        tag = settings["tag_template"]
+    def prompt(self, kind: str, lang: str, instruction: str, settings: dict) -> str:
+        """A ``kind`` example's prompt around ``instruction``; ``lang`` is the target language t."""
         if kind == "en2x":
-            prompt = tag.format(lang=r["lang"], instruction=require(r, "instruction_en", "crossin en2x"))
-            return example(r, kind, prompt, r["response"], r["lang"])
+            return settings["tag_template"].format(lang=lang, instruction=instruction)
         if kind == "x2en":
-            prompt = tag.format(lang="en", instruction=r["instruction"])
+            return settings["tag_template"].format(lang="en", instruction=instruction)
+        return settings["translation_template"].format(instruction=instruction)
+
+    def emit(self, r: dict, kind: str, settings: dict) -> dict:
+        if kind == "en2x":
+            prompt = self.prompt(kind, r["lang"], require(r, "instruction_en", "crossin en2x"), settings)
+            return example(r, kind, prompt, r["response"], r["lang"])
+        prompt = self.prompt(kind, r["lang"], r["instruction"], settings)
+        if kind == "x2en":
             return example(r, kind, prompt, require(r, "response_en", "crossin x2en"), "en")
-        prompt = settings["translation_template"].format(instruction=r["instruction"])
         return example(r, kind, prompt, require(r, "instruction_en", "crossin translation"), "en")
+
+    def english_prompt(self, record: dict, kind: str, settings: dict) -> str:
+        """The English version of an example's prompt: its instruction in English, tag kept (see Sft)."""
+        if kind == "sft":
+            return english_instruction(record)
+        return self.prompt(kind, record["lang"], english_instruction(record), settings)

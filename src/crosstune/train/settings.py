@@ -39,6 +39,21 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
+# methods whose examples are plain (prompt, response) records: a cc_tuning method may train on their mix
+DATA_LEVEL = ("sft", "sft_en", "sft_all", "sft_mt", "crossin")
+
+
+def mix_settings(config: dict, name: str, mix: str) -> dict:
+    """``methods.<name>.mix``: a configured data-level method (its settings) or a type (its defaults)."""
+    methods = config.get("methods") or {}
+    if mix in methods and methods[mix].get("type") in DATA_LEVEL:
+        return {k: v for k, v in resolve(config, mix).items() if k != "train"}
+    if mix in DATA_LEVEL and mix not in methods:
+        return {"name": mix, "type": mix, **copy.deepcopy(METHODS[mix].defaults)}
+    raise ConfigError(f"methods.{name}.mix: {mix!r} is neither a configured data-level method nor one of the types "
+                      f"{', '.join(DATA_LEVEL)}")  # fmt: skip
+
+
 def resolve(config: dict, name: str) -> dict:
     methods = config.get("methods") or {}
     if name not in methods:
@@ -55,9 +70,57 @@ def resolve(config: dict, name: str) -> dict:
         known = ", ".join(sorted(cls.defaults)) or "none"
         raise ConfigError(f"methods.{name}.{unknown[0]}: not a setting of method type {kind!r} (its settings: {known})")
     own = {k: copy.deepcopy(spec.get(k, v)) for k, v in cls.defaults.items()}
+    if own.get("mix") is not None:  # cc_tuning on a data-level method's mix: that method's settings
+        own["mix"] = mix_settings(config, name, own["mix"])
     train = merge(merge(config["train"], cls.train_defaults), spec.get("train") or {})
     resolved = {"name": name, "type": kind, **own, "train": train}
     return json.loads(json.dumps(resolved, sort_keys=True))  # one canonical order: stable rule params
+
+
+def variant_name(name: str, lang: str) -> str:
+    """The method a ``per_language`` entry trains for one target language: ``clo_3200-zh``."""
+    return f"{name}-{lang}"
+
+
+def expand_per_language(config: dict) -> None:
+    """Replace each ``methods.<name>`` with ``per_language: true`` by one method per target language.
+
+    The variant ``<name>-<lang>`` is the entry with ``languages: [<lang>]``; the
+    languages are the entry's ``languages`` (else every configured language but
+    English). An ``init_from`` naming another per-language entry points at its
+    variant of the same language (SFT-6,400-zh -> DPO-zh), and
+    ``evaluation.methods`` naming an entry names all its variants. In place,
+    before anything reads ``methods:`` (common.smk).
+    """
+    methods = config.get("methods") or {}
+    expanded, variants = {}, {}
+    for name, spec in methods.items():
+        if not spec.get("per_language"):
+            expanded[name] = {k: v for k, v in spec.items() if k != "per_language"}
+            continue
+        langs = spec.get("languages") or [x for x in config["languages"] if x != "en"]
+        if "en" in langs:
+            raise ConfigError(f"methods.{name}.languages: per_language variants are per target language; drop 'en'")
+        variants[name] = langs
+        for lang in langs:
+            rest = {k: copy.deepcopy(v) for k, v in spec.items() if k != "per_language"}
+            expanded[variant_name(name, lang)] = {**rest, "languages": [lang]}
+    for name, spec in expanded.items():
+        source = spec.get("init_from")
+        if source in variants:
+            lang = spec["languages"][0] if spec.get("languages") and len(spec["languages"]) == 1 else None
+            if lang not in variants[source]:
+                raise ConfigError(f"methods.{name}.init_from: {source!r} is per language; {name!r} must be too, "
+                                  f"in one of its languages ({', '.join(variants[source])})")  # fmt: skip
+            spec["init_from"] = variant_name(source, lang)
+    config["methods"] = expanded
+    chosen = (config.get("evaluation") or {}).get("methods")
+    if chosen is not None:
+        rows = []
+        for row in chosen:
+            name, sep, mode = row.partition("@")
+            rows += [variant_name(name, lang) + sep + mode for lang in variants[name]] if name in variants else [row]
+        config["evaluation"]["methods"] = rows
 
 
 def init_from(config: dict, name: str) -> str | None:
