@@ -214,7 +214,7 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
     """
     from transformers import AutoTokenizer
 
-    from .trainer import MethodTrainer, Progress
+    from .trainer import MethodTrainer, Progress, RunComplete, whole_run_loss
 
     model_dir, pairs, output, checkpoint_dir = map(Path, (model_dir, pairs, output, checkpoint_dir))
     method = get_method(settings["type"])
@@ -248,7 +248,10 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
     resume = sync_fingerprint(checkpoint_dir, lambda: fingerprint(settings, seed, pairs, model_dir), trainer.accelerator)
     if resume:
         log.info("resuming %s from %s", settings["name"], resume)
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except RunComplete:  # the checkpoint is the last step: its weights (now loaded) are the result
+        log.info("%s: %s holds the final step; nothing left to train", settings["name"], resume.name)
 
     final = checkpoint_dir / "final"
     save_final(trainer, settings, model_dir, final)
@@ -263,10 +266,11 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
         "composition": data.composition(examples), "dropped_truncated": len(dropped), "sequences": len(features),
         "parameters": counts, "num_processes": trainer.accelerator.num_processes,
         "steps": state.global_step, "epochs": state.epoch, "resumed_from": resume.name if resume else None,
-        "train_seconds": round(progress.seconds, 3), "tokens": progress.tokens,
+        # whole run (resumed sessions included): tokens, train_loss; this session only: seconds, throughput
+        "tokens": state.num_input_tokens_seen, "train_loss": whole_run_loss(state.log_history),
+        "train_seconds": round(progress.seconds, 3),
         "tokens_per_second": round(progress.tokens / progress.seconds, 1) if progress.seconds else None,
-        "tokens_seen_total": state.num_input_tokens_seen, "final_loss": curve[-1]["loss"] if curve else None,
-        "train_loss": result.training_loss, "loss_curve": curve,
+        "final_loss": curve[-1]["loss"] if curve else None, "loss_curve": curve,
     }  # fmt: skip
     from ..provenance import write_provenance
 
