@@ -26,6 +26,7 @@ import re
 import shutil
 from pathlib import Path
 
+from .. import faults
 from ..io import read_jsonl, sha256_file, write_json
 from ..methods import TrainDataError, get_method
 from . import data
@@ -154,8 +155,34 @@ def last_checkpoint(checkpoint_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
+def unreadable(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from (unfinished save, truncated file), else None.
+
+    Cheap checks only: a safetensors header against the file size, the zip
+    directory at the end of a torch.save file, JSON parsing.
+    """
+    import zipfile
+
+    from safetensors import safe_open
+
+    if not (checkpoint / "trainer_state.json").is_file():
+        return "its save did not finish (no trainer_state.json)"
+    for f in sorted(checkpoint.rglob("*")):
+        try:
+            if f.suffix == ".safetensors":
+                with safe_open(str(f), framework="pt"):
+                    pass
+            elif f.suffix in (".pt", ".pth", ".bin"):
+                zipfile.ZipFile(f).close()
+            elif f.suffix == ".json":
+                json.loads(f.read_text())
+        except Exception as e:  # any failure to read means the file is damaged
+            return f"{f.relative_to(checkpoint)} is damaged ({type(e).__name__}: {e})"
+    return None
+
+
 def sync_fingerprint(checkpoint_dir: Path, compute, state) -> Path | None:
-    """Discard checkpoints of other settings; return the checkpoint to resume from, if any.
+    """Discard checkpoints of other settings and damaged ones; return the checkpoint to resume from, if any.
 
     ``compute()`` gives the fingerprint (hashing the inputs: main process only).
     """
@@ -168,6 +195,11 @@ def sync_fingerprint(checkpoint_dir: Path, compute, state) -> Path | None:
         if old != value and stale:
             log.warning("discarding %d checkpoint(s) in %s made with other settings or inputs", len(stale), checkpoint_dir)
             for p in stale:
+                shutil.rmtree(p)
+        for p in checkpoints(checkpoint_dir):
+            why = unreadable(p)
+            if why:  # a crash or a full disk mid-save; resume from the one before (or start clean)
+                log.warning("discarding checkpoint %s: %s", p, why)
                 shutil.rmtree(p)
         write_json(path, {"fingerprint": value})
     state.wait_for_everyone()
@@ -278,6 +310,7 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
         "method": settings["name"], "settings": settings, "base_model": str(model_dir), "pairs": str(pairs),
         "summary": {k: v for k, v in summary.items() if k != "loss_curve"},
     })  # fmt: skip
+    faults.point("train.before_move")
     if output.exists():
         shutil.rmtree(output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback
 
+from .. import faults
+
 log = logging.getLogger(__name__)
 
 EXTRA = "crosstune_extra"
@@ -119,8 +121,12 @@ class Progress(TrainerCallback):
         self.tokens0 = state.num_input_tokens_seen
 
     def on_step_end(self, args, state, control, **kwargs):
+        faults.point("train.step", state.global_step)
         if control.should_save:
             control.should_log = True
+
+    def on_save(self, args, state, control, **kwargs):
+        faults.point("train.checkpoint", state.global_step)
 
     def on_train_end(self, args, state, control, **kwargs):
         import time

@@ -1,0 +1,144 @@
+"""Fault injection: kill -9 at fixed points (crosstune.faults), a full disk, a damaged checkpoint.
+
+Each killed job leaves no output that looks complete; its rerun resumes (the log
+says so) and ends byte-identical to an uninterrupted run. The README's
+"Reliability" table lists these cases.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crosstune.train.engine import train
+
+from .conftest import REPO
+from .test_train_engine import Crash, job
+from .train_helpers import seed_pairs, settings, write_pairs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    return write_pairs(tmp_path_factory.mktemp("pairs") / "pairs.jsonl", seed_pairs(items=6))
+
+
+@pytest.fixture(scope="module")
+def base(tiny_model_dir):
+    return tiny_model_dir("llama")
+
+
+def run_job(j: dict, fault: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m crosstune.train`` on job ``j`` in a fresh process, with ``CROSSTUNE_FAULT=fault``."""
+    path = os.path.join(os.path.dirname(j["output"]), "job.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(j, f)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env.pop("CROSSTUNE_FAULT", None)
+    if fault:
+        env["CROSSTUNE_FAULT"] = fault
+    return subprocess.run([sys.executable, "-m", "crosstune.train", path], capture_output=True, text=True, env=env)
+
+
+def files(model_dir) -> dict[str, bytes]:
+    """The weight files of a saved model (provenance.json holds times: left out)."""
+    return {p.name: p.read_bytes() for p in sorted(Path(model_dir).glob("*.safetensors"))}
+
+
+SAME = ("steps", "epochs", "tokens", "train_loss", "loss_curve", "examples", "composition")
+
+
+def assert_same_run(out, ref):
+    assert files(os.path.join(out, "model")) == files(os.path.join(ref, "model"))
+    a, b = (json.load(open(os.path.join(d, "metrics.json"))) for d in (out, ref))
+    assert {k: a[k] for k in SAME} == {k: b[k] for k in SAME}
+
+
+# Kill points: before the first checkpoint, right after a mid-run one, right after
+# the last one, and after training with the model not yet moved into place.
+TRAIN_CASES = [
+    ("sft", "train.step:1", None),
+    ("sft", "train.checkpoint:2", "checkpoint-2"),
+    ("sft", "train.checkpoint:3", "checkpoint-3"),
+    ("sft", "train.before_move", "checkpoint-3"),
+    ("cc_tuning", "train.checkpoint:2", "checkpoint-2"),
+    ("clo", "train.checkpoint:3", "checkpoint-3"),
+]
+SPECS = {"sft": {"type": "sft"}, "cc_tuning": {"type": "cc_tuning"}, "clo": {"type": "clo", "size": 2}}
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory, base, pairs):
+    """Uninterrupted runs, one per method type."""
+    root = tmp_path_factory.mktemp("reference")
+    refs = {}
+    for kind, spec in SPECS.items():
+        s = settings(spec, name=kind, max_steps=3, save_steps=1, save_total_limit=2)
+        train(**job(root, base, pairs, s, kind))
+        refs[kind] = (s, str(root / kind))
+    return refs
+
+
+@pytest.mark.parametrize(("kind", "fault", "resumes"), TRAIN_CASES)
+def test_killed_training_resumes_to_identical_weights(tmp_path, base, pairs, references, kind, fault, resumes):
+    s, ref = references[kind]
+    j = job(tmp_path, base, pairs, s)
+    killed = run_job(j, fault)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not os.path.exists(j["output"]) and not os.path.exists(j["metrics"])  # nothing looks complete
+    rerun = run_job(j)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    if resumes:
+        assert f"resuming {kind} from" in rerun.stderr and resumes in rerun.stderr
+    else:
+        assert "resuming" not in rerun.stderr
+    assert json.load(open(j["metrics"]))["resumed_from"] == resumes
+    assert_same_run(str(tmp_path / "run"), ref)
+
+
+@pytest.mark.parametrize("damaged", ["model.safetensors", "optimizer.pt", "trainer_state.json"])
+def test_a_truncated_checkpoint_is_discarded_and_the_run_resumes_before_it(tmp_path, base, pairs, references,
+                                                                           damaged, caplog):  # fmt: skip
+    s, ref = references["sft"]
+    j = job(tmp_path, base, pairs, s)
+    with pytest.raises(RuntimeError, match="killed"):
+        train(**j, callbacks=[Crash(3)])
+    path = tmp_path / "run" / "checkpoints" / "checkpoint-2" / damaged
+    os.truncate(path, path.stat().st_size // 2)
+    with caplog.at_level("WARNING", logger="crosstune.train.engine"):
+        assert train(**j)["resumed_from"] == "checkpoint-1"
+    assert f"checkpoint-2: {damaged} is damaged" in caplog.text
+    assert_same_run(str(tmp_path / "run"), ref)
+
+
+def test_disk_full_while_saving_a_checkpoint_is_an_error_and_the_rerun_recovers(tmp_path, base, pairs, references,
+                                                                                monkeypatch):  # fmt: skip
+    from crosstune.train.trainer import MethodTrainer
+
+    s, ref = references["sft"]
+    j = job(tmp_path, base, pairs, s)
+    save = MethodTrainer._save
+
+    def full_disk(self, output_dir=None, state_dict=None):  # the write of checkpoint-2 stops half way
+        save(self, output_dir, state_dict)
+        if str(output_dir).endswith("checkpoint-2"):
+            model = Path(output_dir) / "model.safetensors"
+            os.truncate(model, model.stat().st_size // 2)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(model))
+
+    with monkeypatch.context() as m:
+        m.setattr(MethodTrainer, "_save", full_disk)
+        with pytest.raises(OSError, match="No space left on device"):
+            train(**j)
+    assert not os.path.exists(j["output"]) and not os.path.exists(j["metrics"])
+    assert train(**j)["resumed_from"] == "checkpoint-1"  # the unfinished checkpoint-2 is discarded
+    assert_same_run(str(tmp_path / "run"), ref)
