@@ -21,6 +21,7 @@ from crosstune.train.engine import train
 
 from .conftest import REPO
 from .test_train_engine import Crash, job
+from .test_translate import mt_dirs  # noqa: F401 (a fixture, used by name)
 from .train_helpers import seed_pairs, settings, write_pairs
 
 pytestmark = pytest.mark.slow
@@ -142,3 +143,39 @@ def test_disk_full_while_saving_a_checkpoint_is_an_error_and_the_rerun_recovers(
     assert not os.path.exists(j["output"]) and not os.path.exists(j["metrics"])
     assert train(**j)["resumed_from"] == "checkpoint-1"  # the unfinished checkpoint-2 is discarded
     assert_same_run(str(tmp_path / "run"), ref)
+
+
+TRANSLATE = """
+import json, logging, sys
+from crosstune.mt import TransformersBackend
+from crosstune.translate import TranslationMemory, translate_texts
+logging.basicConfig(level=logging.INFO, force=True)
+model, memory, out = sys.argv[1:4]
+texts = json.loads(sys.argv[4])
+backend = TransformersBackend(model, batch_size=3, max_new_tokens=6, device="cpu")
+result = translate_texts(texts, "en", "fr", backend, TranslationMemory(memory), shard_size=2)
+open(out + ".part", "w").write(json.dumps(result))
+import os; os.replace(out + ".part", out)
+"""
+
+
+def test_killed_translation_resumes_from_its_memory(tmp_path, request):
+    from .test_translate import TEXTS
+
+    model = request.getfixturevalue("mt_dirs")["m2m100"]  # a tiny random M2M100 (tests/test_translate.py)
+    unique = list(dict.fromkeys(t for t in TEXTS if t))
+    texts = json.dumps(unique)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+
+    def translate(memory, out, fault=None):
+        e = {**env, "CROSSTUNE_FAULT": fault} if fault else env
+        return subprocess.run([sys.executable, "-c", TRANSLATE, str(model), str(tmp_path / memory),
+                               str(tmp_path / out), texts], capture_output=True, text=True, env=e)  # fmt: skip
+
+    killed = translate("memory.sqlite", "out.json", "translate.shard:2")  # 2 shards of 2 strings kept
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (tmp_path / "out.json").exists()
+    rerun = translate("memory.sqlite", "out.json")
+    assert rerun.returncode == 0 and f"{len(unique)} strings, 4 in memory" in rerun.stderr, rerun.stderr[-2000:]
+    assert translate("fresh.sqlite", "fresh.json").returncode == 0
+    assert (tmp_path / "out.json").read_bytes() == (tmp_path / "fresh.json").read_bytes()
