@@ -20,21 +20,17 @@ import pytest
 from crosstune.train.engine import train
 
 from .conftest import REPO
-from .test_train_engine import Crash, job
+from .test_train_engine import Crash, base, job, pairs  # noqa: F401 (fixtures, through `inputs`)
 from .test_translate import mt_dirs  # noqa: F401 (a fixture, used by name)
-from .train_helpers import seed_pairs, settings, write_pairs
+from .train_helpers import settings
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def pairs(tmp_path_factory):
-    return write_pairs(tmp_path_factory.mktemp("pairs") / "pairs.jsonl", seed_pairs(items=6))
-
-
-@pytest.fixture(scope="module")
-def base(tiny_model_dir):
-    return tiny_model_dir("llama")
+def inputs(request):
+    """(base model, pairs file): the training tests' tiny model and seed pairs."""
+    return request.getfixturevalue("base"), request.getfixturevalue("pairs")
 
 
 def run_job(j: dict, fault: str | None = None) -> subprocess.CompletedProcess:
@@ -78,21 +74,21 @@ SPECS = {"sft": {"type": "sft"}, "cc_tuning": {"type": "cc_tuning"}, "clo": {"ty
 
 
 @pytest.fixture(scope="module")
-def references(tmp_path_factory, base, pairs):
+def references(tmp_path_factory, inputs):
     """Uninterrupted runs, one per method type."""
     root = tmp_path_factory.mktemp("reference")
     refs = {}
     for kind, spec in SPECS.items():
         s = settings(spec, name=kind, max_steps=3, save_steps=1, save_total_limit=2)
-        train(**job(root, base, pairs, s, kind))
+        train(**job(root, *inputs, s, kind))
         refs[kind] = (s, str(root / kind))
     return refs
 
 
 @pytest.mark.parametrize(("kind", "fault", "resumes"), TRAIN_CASES)
-def test_killed_training_resumes_to_identical_weights(tmp_path, base, pairs, references, kind, fault, resumes):
+def test_killed_training_resumes_to_identical_weights(tmp_path, inputs, references, kind, fault, resumes):
     s, ref = references[kind]
-    j = job(tmp_path, base, pairs, s)
+    j = job(tmp_path, *inputs, s)
     killed = run_job(j, fault)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert not os.path.exists(j["output"]) and not os.path.exists(j["metrics"])  # nothing looks complete
@@ -107,10 +103,10 @@ def test_killed_training_resumes_to_identical_weights(tmp_path, base, pairs, ref
 
 
 @pytest.mark.parametrize("damaged", ["model.safetensors", "optimizer.pt", "trainer_state.json"])
-def test_a_truncated_checkpoint_is_discarded_and_the_run_resumes_before_it(tmp_path, base, pairs, references,
-                                                                           damaged, caplog):  # fmt: skip
+def test_a_truncated_checkpoint_is_discarded_and_the_run_resumes_before_it(tmp_path, inputs, references, damaged,
+                                                                           caplog):  # fmt: skip
     s, ref = references["sft"]
-    j = job(tmp_path, base, pairs, s)
+    j = job(tmp_path, *inputs, s)
     with pytest.raises(RuntimeError, match="killed"):
         train(**j, callbacks=[Crash(3)])
     path = tmp_path / "run" / "checkpoints" / "checkpoint-2" / damaged
@@ -121,12 +117,12 @@ def test_a_truncated_checkpoint_is_discarded_and_the_run_resumes_before_it(tmp_p
     assert_same_run(str(tmp_path / "run"), ref)
 
 
-def test_disk_full_while_saving_a_checkpoint_is_an_error_and_the_rerun_recovers(tmp_path, base, pairs, references,
+def test_disk_full_while_saving_a_checkpoint_is_an_error_and_the_rerun_recovers(tmp_path, inputs, references,
                                                                                 monkeypatch):  # fmt: skip
     from crosstune.train.trainer import MethodTrainer
 
     s, ref = references["sft"]
-    j = job(tmp_path, base, pairs, s)
+    j = job(tmp_path, *inputs, s)
     save = MethodTrainer._save
 
     def full_disk(self, output_dir=None, state_dict=None):  # the write of checkpoint-2 stops half way

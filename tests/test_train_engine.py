@@ -62,25 +62,21 @@ def toy_bias(monkeypatch):
 
 
 class Crash(TrainerCallback):
-    """Kill the run at the end of step ``step`` (before that step's checkpoint)."""
+    """Kill the run at the end of step ``step`` (before that step's checkpoint), or right after
+    its checkpoint is saved (``after_save``: before the model is moved into place)."""
 
-    def __init__(self, step):
-        self.step = step
+    def __init__(self, step, after_save=False):
+        self.step, self.after_save = step, after_save
+
+    def crash(self, state, saved):
+        if state.global_step == self.step and saved == self.after_save:
+            raise RuntimeError("killed")
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise RuntimeError("killed")
-
-
-class CrashAfterSave(TrainerCallback):
-    """Kill the run right after checkpoint ``step`` is saved (before the model is moved into place)."""
-
-    def __init__(self, step):
-        self.step = step
+        self.crash(state, saved=False)
 
     def on_save(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise RuntimeError("killed")
+        self.crash(state, saved=True)
 
 
 def test_sft_saves_a_loadable_model_with_metrics(tmp_path, base, pairs):
@@ -172,7 +168,7 @@ def test_resume_from_the_final_checkpoint_trains_no_extra_step(tmp_path, base, p
     ref = train(**job(tmp_path, base, pairs, s, "ref"))
     j = job(tmp_path, base, pairs, s, "killed")
     with pytest.raises(RuntimeError, match="killed"):
-        train(**j, callbacks=[CrashAfterSave(ref["steps"])])
+        train(**j, callbacks=[Crash(ref["steps"], after_save=True)])
     assert not (tmp_path / "killed" / "model").exists()
     resumed = train(**j)
     assert resumed["resumed_from"] == f"checkpoint-{ref['steps']}" and resumed["steps"] == ref["steps"]
