@@ -175,3 +175,37 @@ def test_killed_translation_resumes_from_its_memory(tmp_path, request):
     assert rerun.returncode == 0 and f"{len(unique)} strings, 4 in memory" in rerun.stderr, rerun.stderr[-2000:]
     assert translate("fresh.sqlite", "fresh.json").returncode == 0
     assert (tmp_path / "out.json").read_bytes() == (tmp_path / "fresh.json").read_bytes()
+
+
+GENERATE = """
+import json, logging, sys
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from crosstune.evaluate.predict import predict_benchmark
+logging.basicConfig(level=logging.INFO, force=True)
+model_dir, paths, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+settings = {"generation": {"max_new_tokens": 5, "batch_size": 2, "dtype": "float32"},
+            "likelihood": {"enabled": True, "continuation": "text", "batch_size": 4}}
+model, tok = AutoModelForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+predict_benchmark(model, tok, model_dir, "xnli", paths, out, settings, out + ".resume")
+"""
+
+
+def test_killed_generation_resumes_at_the_first_unfinished_language(tmp_path, tiny_model_dir):
+    from .eval_items import write_items
+
+    paths = json.dumps({k: str(v) for k, v in write_items(tmp_path, "xnli", langs=("en", "zh")).items()})
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+
+    def generate(out, fault=None):
+        e = {**env, "CROSSTUNE_FAULT": fault} if fault else env
+        return subprocess.run([sys.executable, "-c", GENERATE, str(tiny_model_dir("llama")), paths,
+                               str(tmp_path / out)], capture_output=True, text=True, env=e)  # fmt: skip
+
+    killed = generate("pred", "generate.language:en")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (tmp_path / "pred").exists()  # nothing looks complete
+    rerun = generate("pred")
+    assert rerun.returncode == 0 and "xnli/en: resumed from" in rerun.stderr, rerun.stderr[-2000:]
+    assert generate("fresh").returncode == 0
+    for lang in ("en", "zh"):
+        assert (tmp_path / "pred" / f"{lang}.jsonl").read_bytes() == (tmp_path / "fresh" / f"{lang}.jsonl").read_bytes()
