@@ -72,7 +72,7 @@ def test_transform_is_the_least_squares_fit_of_the_stacked_layers(acts, tmp_path
     fit = json.loads((tmp_path / "fit.json").read_text())
     assert fit == json.loads(json.dumps(report))
     m = fit["matrices"]["all"]
-    assert (fit["pairs"], fit["num_layers"], fit["hidden_size"], fit["ridge"], fit["driver"]) == (12, 2, 64, 0.0, "gelsy")
+    assert (fit["pairs"], fit["num_layers"], fit["hidden_size"], fit["ridge"], fit["driver"]) == (12, 2, 64, 0.0, "gelsd")
     assert m["rows"] == 24 and m["underdetermined"] and len(m["relative_residual"]) == 2
     assert max(m["relative_residual"]) < 1e-6 < min(m["relative_residual_identity"])  # exact fit of 24 rows
 

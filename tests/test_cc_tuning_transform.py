@@ -11,6 +11,7 @@ from crosstune.cc_tuning import transform as tf
 from crosstune.cc_tuning.connection import chat_prompt_ids
 
 from .cc_tuning_reference import lively, manual_forward
+from .conftest import REPO
 
 
 def _rand(*shape, seed=0):
@@ -123,3 +124,26 @@ def test_pair_activations(tiny_model_dir, tiny_tokenizer):
     assert S.shape == T.shape == (2, 2, 64)
     torch.testing.assert_close(T[0], T[1])  # the same English prompt, batched with different partners
     assert not torch.allclose(S[0], S[1])
+
+
+SOLVE_IN_A_PROCESS = """
+import hashlib, sys, torch
+from crosstune.cc_tuning import transform as tf
+torch.set_num_threads(int(sys.argv[1]))  # the rule's threads follow --cores: they must not change the bits
+g = torch.Generator().manual_seed(0)
+S, T = (torch.randn(1200, 96, dtype=torch.float64, generator=g) for _ in range(2))
+X, report = tf.fit_transform(S.reshape(100, 12, 96), T.reshape(100, 12, 96))
+assert torch.get_num_threads() == int(sys.argv[1])  # restored after the solve
+print(hashlib.sha256(X["all"].numpy().tobytes()).hexdigest(), report["matrices"]["all"]["relative_residual_all"])
+"""
+
+
+def test_the_default_cpu_solve_has_the_same_bits_in_every_process():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}  # this checkout's crosstune
+    runs = [subprocess.run([sys.executable, "-c", SOLVE_IN_A_PROCESS, str(threads)], capture_output=True,
+                           text=True, check=True, env=env).stdout for threads in (1, 2)]  # fmt: skip
+    assert len(set(runs)) == 1, runs

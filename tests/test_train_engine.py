@@ -62,14 +62,21 @@ def toy_bias(monkeypatch):
 
 
 class Crash(TrainerCallback):
-    """Kill the run at the end of step ``step`` (before that step's checkpoint)."""
+    """Kill the run at the end of step ``step`` (before that step's checkpoint), or right after
+    its checkpoint is saved (``after_save``: before the model is moved into place)."""
 
-    def __init__(self, step):
-        self.step = step
+    def __init__(self, step, after_save=False):
+        self.step, self.after_save = step, after_save
+
+    def crash(self, state, saved):
+        if state.global_step == self.step and saved == self.after_save:
+            raise RuntimeError("killed")
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise RuntimeError("killed")
+        self.crash(state, saved=False)
+
+    def on_save(self, args, state, control, **kwargs):
+        self.crash(state, saved=True)
 
 
 def test_sft_saves_a_loadable_model_with_metrics(tmp_path, base, pairs):
@@ -152,6 +159,40 @@ def test_killed_run_resumes_to_the_same_weights_and_curve(tmp_path, base, pairs,
     if scope != "lora":
         assert torch.equal(load_file(str(tmp_path / "ref/model/bias.safetensors"))["weight"],
                            load_file(str(tmp_path / "killed/model/bias.safetensors"))["weight"])  # fmt: skip
+
+
+@pytest.mark.parametrize("schedule", [{"max_steps": 3}, {"max_steps": None, "epochs": 1}], ids=["steps", "epochs"])
+def test_resume_from_the_final_checkpoint_trains_no_extra_step(tmp_path, base, pairs, schedule):
+    # constant learning rate: one step too many would change every weight
+    s = settings({"type": "sft"}, lr_scheduler="constant", save_steps=1, per_device_batch_size=8, **schedule)
+    ref = train(**job(tmp_path, base, pairs, s, "ref"))
+    j = job(tmp_path, base, pairs, s, "killed")
+    with pytest.raises(RuntimeError, match="killed"):
+        train(**j, callbacks=[Crash(ref["steps"], after_save=True)])
+    assert not (tmp_path / "killed" / "model").exists()
+    resumed = train(**j)
+    assert resumed["resumed_from"] == f"checkpoint-{ref['steps']}" and resumed["steps"] == ref["steps"]
+    for key in ("loss_curve", "train_loss", "tokens", "epochs"):
+        assert resumed[key] == ref[key], key
+    a, b = weights(tmp_path / "ref" / "model"), weights(tmp_path / "killed" / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_metrics_after_a_mid_run_resume_cover_the_whole_run(tmp_path, base, pairs):
+    # a checkpoint (3) between two loss logs (2, 4): its steps must still count once
+    s = settings({"type": "sft"}, max_steps=5, save_steps=3, logging_steps=2)
+    ref = train(**job(tmp_path, base, pairs, s, "ref"))
+    j = job(tmp_path, base, pairs, s, "killed")
+    with pytest.raises(RuntimeError, match="killed"):
+        train(**j, callbacks=[Crash(4)])
+    resumed = train(**j)
+    assert resumed["resumed_from"] == "checkpoint-3"
+    assert [e["step"] for e in ref["loss_curve"]] == [2, 3, 4, 5]  # checkpoint and last steps are logged too
+    assert resumed["loss_curve"] == ref["loss_curve"] and resumed["tokens"] == ref["tokens"]
+    assert resumed["train_loss"] == pytest.approx(ref["train_loss"], rel=1e-12)
+    curve = ref["loss_curve"]
+    assert ref["train_loss"] == pytest.approx((2 * curve[0]["loss"] + curve[1]["loss"] + curve[2]["loss"]
+                                               + curve[3]["loss"]) / 5)  # fmt: skip
 
 
 def test_changed_settings_do_not_resume_stale_checkpoints(tmp_path, base, pairs):

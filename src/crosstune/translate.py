@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import languages
+from . import faults, languages
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,7 @@ def translate_texts(texts: Sequence[str], src: str, tgt: str, backend: Backend,
             memory.put(backend.memory_key, src, tgt, zip(shard, out, strict=True))
             known.update(zip(shard, out, strict=True))
             bar.update(len(shard))
+            faults.point("translate.shard", start // shard_size + 1)
     return [known[t] for t in texts]
 
 

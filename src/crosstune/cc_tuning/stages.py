@@ -62,7 +62,7 @@ def activations_stage(model_dir: str | Path, pairs: str | Path, output: str | Pa
 
 
 def transform_stage(activations: str | Path, transform: str | Path, fit: str | Path, *, ridge: float = 0.0,
-                    per_language: bool = False, driver: str = "gelsy", device: str = "auto") -> dict:  # fmt: skip
+                    per_language: bool = False, driver: str = tf.DRIVERS[0], device: str = "auto") -> dict:  # fmt: skip
     """Write the matrices and the fit report (returned)."""
     acts = tf.load_activations(activations)
     device = resolve_device(device)

@@ -10,6 +10,15 @@ Faithful: one shared d x d matrix, no regularisation, the minimum-norm
 solution when under-determined (numpy.linalg.lstsq in the released code).
 Options: ``ridge`` lambda (X = (S^T S + lambda I)^-1 S^T T) and one matrix per
 language. Everything is solved in float64.
+
+Determinism: the CPU solve (and its residuals) runs on ONE thread - MKL's
+results depend on the thread count (gelsd's bits differ between 1 and 2
+threads), and the rule's thread count depends on ``--cores``. Then the default
+driver gelsd gives the same bits in every process on the same machine and
+build. gelsy does not: its bits vary between calls on the same input
+(relative 1e-14, measured; tests/test_cc_tuning_transform.py), so it is an
+opt-in speed option and not byte-reproducible. The CUDA path is reproducible
+only on the same GPU model and library versions.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -120,18 +130,30 @@ def load_activations(path: str | Path) -> dict:
 
 
 # --------------------------------------------------------------------------- least squares
-DRIVERS = ("gelsy", "gelsd")
+DRIVERS = ("gelsd", "gelsy")  # the first is the default
+
+
+@contextmanager
+def fixed_bits(device):
+    """On CPU, run the linear algebra on one thread (fixed bits, see the module docstring)."""
+    before = torch.get_num_threads()
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def solve_transform(S: torch.Tensor, T: torch.Tensor, ridge: float = 0.0, device=None,
-                    driver: str = "gelsy") -> torch.Tensor:  # fmt: skip
+                    driver: str = DRIVERS[0]) -> torch.Tensor:  # fmt: skip
     """X (d, d) float64 minimising ||S X - T||_F^2 (+ ridge ||X||_F^2), on CPU or ``device``.
 
     ridge = 0: the minimum-norm least-squares solution, as numpy.linalg.lstsq in
-    the released code. On CPU by LAPACK ``gelsy`` (complete orthogonal
-    factorisation; about 5x faster than numpy's SVD-based ``gelsd``, which is
-    the other ``driver``); on CUDA, whose lstsq has no minimum-norm driver, by
-    the SVD pseudo-inverse. Both use numpy's cut-off rcond = eps * max(n, d).
+    the released code. On CPU by LAPACK ``gelsd`` (numpy's SVD-based driver;
+    deterministic on one thread) or ``gelsy`` (complete orthogonal factorisation,
+    about 4x faster, not bit-reproducible); on CUDA, whose lstsq has no
+    minimum-norm driver, by the SVD pseudo-inverse. Both use numpy's cut-off rcond = eps * max(n, d).
     ridge > 0: the normal equations with lambda I, solved by Cholesky.
     """
     if S.ndim != 2 or S.shape != T.shape:
@@ -143,14 +165,15 @@ def solve_transform(S: torch.Tensor, T: torch.Tensor, ridge: float = 0.0, device
     device = torch.device(device) if device is not None else S.device
     S = S.to(device=device, dtype=torch.float64)
     T = T.to(device=device, dtype=torch.float64)
-    if ridge > 0:
-        gram = S.T @ S
-        gram.diagonal().add_(ridge)
-        return torch.cholesky_solve(S.T @ T, torch.linalg.cholesky(gram))
-    rcond = torch.finfo(torch.float64).eps * max(S.shape)
-    if device.type == "cpu":
-        return torch.linalg.lstsq(S, T, rcond=rcond, driver=driver).solution
-    return torch.linalg.pinv(S, rtol=rcond) @ T
+    with fixed_bits(device):
+        if ridge > 0:
+            gram = S.T @ S
+            gram.diagonal().add_(ridge)
+            return torch.cholesky_solve(S.T @ T, torch.linalg.cholesky(gram))
+        rcond = torch.finfo(torch.float64).eps * max(S.shape)
+        if device.type == "cpu":
+            return torch.linalg.lstsq(S, T, rcond=rcond, driver=driver).solution
+        return torch.linalg.pinv(S, rtol=rcond) @ T
 
 
 def stack_layers(acts: torch.Tensor) -> torch.Tensor:
@@ -162,22 +185,23 @@ def residuals(source: torch.Tensor, target: torch.Tensor, X: torch.Tensor) -> di
     """Relative residuals ||S_l X - T_l||_F / ||T_l||_F per layer (and over all), with the identity map's."""
     S = source.to(X.device, torch.float64)
     T = target.to(X.device, torch.float64)
-    mapped = S @ X  # (N, L, d)
 
     def rel(a, b, dims):
         return (torch.linalg.vector_norm(a - b, dim=dims) / torch.linalg.vector_norm(b, dim=dims).clamp_min(1e-300))
 
-    return {
-        "relative_residual": rel(mapped, T, (0, 2)).tolist(),
-        "relative_residual_identity": rel(S, T, (0, 2)).tolist(),
-        "relative_residual_all": float(rel(mapped, T, (0, 1, 2))),
-        "relative_residual_identity_all": float(rel(S, T, (0, 1, 2))),
-    }
+    with fixed_bits(X.device):  # the fit report's numbers are reproducible too
+        mapped = S @ X  # (N, L, d)
+        return {
+            "relative_residual": rel(mapped, T, (0, 2)).tolist(),
+            "relative_residual_identity": rel(S, T, (0, 2)).tolist(),
+            "relative_residual_all": float(rel(mapped, T, (0, 1, 2))),
+            "relative_residual_identity_all": float(rel(S, T, (0, 1, 2))),
+        }
 
 
 def fit_transform(source: torch.Tensor, target: torch.Tensor, langs: Sequence[str] | None = None,
                   per_language: bool = False, ridge: float = 0.0, device=None,
-                  driver: str = "gelsy") -> tuple[dict, dict]:  # fmt: skip
+                  driver: str = DRIVERS[0]) -> tuple[dict, dict]:  # fmt: skip
     """Matrices {"all": X} (or {lang: X} with ``per_language``) and a JSON-able fit report."""
     import time
 

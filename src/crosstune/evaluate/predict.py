@@ -16,6 +16,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from .. import faults
 from ..io import atomic_path, read_jsonl, sha256_file, write_jsonl
 from . import generation as gen
 from .items import read_items
@@ -169,6 +170,7 @@ def predict_benchmark(model, tokenizer, model_dir: str | Path, benchmark: str, i
             records = predict_language(model, tokenizer, items, settings, f"{benchmark}/{lang}", connection)
             write_jsonl(part, records)
             keyfile.write_text(key)
+            faults.point("generate.language", lang)
         done[lang] = part
     stats = {}
     with atomic_path(outdir, directory=True) as tmp:

@@ -26,6 +26,7 @@ import re
 import shutil
 from pathlib import Path
 
+from .. import faults
 from ..io import read_jsonl, sha256_file, write_json
 from ..methods import TrainDataError, get_method
 from . import data
@@ -154,8 +155,34 @@ def last_checkpoint(checkpoint_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
+def unreadable(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from (unfinished save, truncated file), else None.
+
+    Cheap checks only: a safetensors header against the file size, the zip
+    directory at the end of a torch.save file, JSON parsing.
+    """
+    import zipfile
+
+    from safetensors import safe_open
+
+    if not (checkpoint / "trainer_state.json").is_file():
+        return "its save did not finish (no trainer_state.json)"
+    for f in sorted(checkpoint.rglob("*")):
+        try:
+            if f.suffix == ".safetensors":
+                with safe_open(str(f), framework="pt"):
+                    pass
+            elif f.suffix in (".pt", ".pth", ".bin"):
+                zipfile.ZipFile(f).close()
+            elif f.suffix == ".json":
+                json.loads(f.read_text())
+        except Exception as e:  # any failure to read means the file is damaged
+            return f"{f.relative_to(checkpoint)} is damaged ({type(e).__name__}: {e})"
+    return None
+
+
 def sync_fingerprint(checkpoint_dir: Path, compute, state) -> Path | None:
-    """Discard checkpoints of other settings; return the checkpoint to resume from, if any.
+    """Discard checkpoints of other settings and damaged ones; return the checkpoint to resume from, if any.
 
     ``compute()`` gives the fingerprint (hashing the inputs: main process only).
     """
@@ -168,6 +195,11 @@ def sync_fingerprint(checkpoint_dir: Path, compute, state) -> Path | None:
         if old != value and stale:
             log.warning("discarding %d checkpoint(s) in %s made with other settings or inputs", len(stale), checkpoint_dir)
             for p in stale:
+                shutil.rmtree(p)
+        for p in checkpoints(checkpoint_dir):
+            why = unreadable(p)
+            if why:  # a crash or a full disk mid-save; resume from the one before (or start clean)
+                log.warning("discarding checkpoint %s: %s", p, why)
                 shutil.rmtree(p)
         write_json(path, {"fingerprint": value})
     state.wait_for_everyone()
@@ -214,7 +246,7 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
     """
     from transformers import AutoTokenizer
 
-    from .trainer import MethodTrainer, Progress
+    from .trainer import MethodTrainer, Progress, RunComplete, whole_run_loss
 
     model_dir, pairs, output, checkpoint_dir = map(Path, (model_dir, pairs, output, checkpoint_dir))
     method = get_method(settings["type"])
@@ -248,7 +280,10 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
     resume = sync_fingerprint(checkpoint_dir, lambda: fingerprint(settings, seed, pairs, model_dir), trainer.accelerator)
     if resume:
         log.info("resuming %s from %s", settings["name"], resume)
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except RunComplete:  # the checkpoint is the last step: its weights (now loaded) are the result
+        log.info("%s: %s holds the final step; nothing left to train", settings["name"], resume.name)
 
     final = checkpoint_dir / "final"
     save_final(trainer, settings, model_dir, final)
@@ -263,10 +298,11 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
         "composition": data.composition(examples), "dropped_truncated": len(dropped), "sequences": len(features),
         "parameters": counts, "num_processes": trainer.accelerator.num_processes,
         "steps": state.global_step, "epochs": state.epoch, "resumed_from": resume.name if resume else None,
-        "train_seconds": round(progress.seconds, 3), "tokens": progress.tokens,
+        # whole run (resumed sessions included): tokens, train_loss; this session only: seconds, throughput
+        "tokens": state.num_input_tokens_seen, "train_loss": whole_run_loss(state.log_history),
+        "train_seconds": round(progress.seconds, 3),
         "tokens_per_second": round(progress.tokens / progress.seconds, 1) if progress.seconds else None,
-        "tokens_seen_total": state.num_input_tokens_seen, "final_loss": curve[-1]["loss"] if curve else None,
-        "train_loss": result.training_loss, "loss_curve": curve,
+        "final_loss": curve[-1]["loss"] if curve else None, "loss_curve": curve,
     }  # fmt: skip
     from ..provenance import write_provenance
 
@@ -274,6 +310,7 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
         "method": settings["name"], "settings": settings, "base_model": str(model_dir), "pairs": str(pairs),
         "summary": {k: v for k, v in summary.items() if k != "loss_curve"},
     })  # fmt: skip
+    faults.point("train.before_move")
     if output.exists():
         shutil.rmtree(output)
     output.parent.mkdir(parents=True, exist_ok=True)

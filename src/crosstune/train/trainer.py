@@ -19,6 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback
 
+from .. import faults
+
 log = logging.getLogger(__name__)
 
 EXTRA = "crosstune_extra"
@@ -92,17 +94,59 @@ class MethodTrainer(Trainer):
         return super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
 
 
+class RunComplete(Exception):
+    """Raised at train begin when the resumed checkpoint already holds the last step."""
+
+
 class Progress(TrainerCallback):
-    """Tokens and wall time of this session (a resumed run counts from its checkpoint)."""
+    """Tokens and wall time of this session (a resumed run counts from its checkpoint).
+
+    Two resume rules live here too:
+    - every checkpoint step is also a loss-log step, so the log history saved in
+      the checkpoint accounts for every step before it (the whole-run loss is a
+      weighted mean of the logged windows, see :func:`whole_run_loss`);
+    - a resume from the final checkpoint stops before any step (``RunComplete``):
+      the Trainer would otherwise skip the trained batches and run one step more.
+    """
+
+    seconds = 0.0
+    tokens = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         import time
 
+        if state.global_step >= state.max_steps > 0:
+            raise RunComplete(state.global_step)
         self.start = time.perf_counter()
         self.tokens0 = state.num_input_tokens_seen
+
+    def on_step_end(self, args, state, control, **kwargs):
+        faults.point("train.step", state.global_step)
+        if control.should_save:
+            control.should_log = True
+
+    def on_save(self, args, state, control, **kwargs):
+        faults.point("train.checkpoint", state.global_step)
 
     def on_train_end(self, args, state, control, **kwargs):
         import time
 
         self.seconds = time.perf_counter() - self.start
         self.tokens = state.num_input_tokens_seen - self.tokens0
+
+
+def whole_run_loss(log_history: list[dict]) -> float | None:
+    """Mean training loss over every step of the run, resumed sessions included.
+
+    Each logged ``loss`` is the mean over the steps since the previous log, so the
+    whole-run mean weights it by that window. Checkpoints are log steps
+    (:class:`Progress`), so a resumed history has no gaps.
+    """
+    points = sorted((e["step"], e["loss"]) for e in log_history if "loss" in e)
+    if not points:
+        return None
+    total, prev = 0.0, 0
+    for step, loss in points:
+        total += loss * (step - prev)
+        prev = step
+    return total / prev
