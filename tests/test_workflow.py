@@ -63,14 +63,6 @@ def test_checkpoint_and_logging_cadence_rerun_nothing(tiny_run):
     assert "Nothing to be done" in run.stdout + run.stderr
 
 
-def test_generate_batching_reruns_generate_not_training(tiny_run):
-    """Batch sizes can change bfloat16 outputs, so they are params of generate."""
-    all_generate = planned_jobs(snakemake(tiny_run, "-n", "--forcerun", "generate"))["generate"]
-    for override in ({"batch_size": 3}, {"max_batch_tokens": 1000}):
-        jobs = planned_jobs(snakemake(tiny_run, "-n", override={"evaluation": {"generation": override}}))
-        assert jobs.get("generate") == all_generate and "train" not in jobs
-
-
 def test_every_script_rule_has_its_code_digest_as_a_param():
     """The param that reruns a rule when the crosstune code its script runs changes."""
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
