@@ -19,9 +19,8 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
-
-
+# common.smk validates the config against workflow/schemas/config.schema.yaml (and
+# fills in its defaults) before anything else reads it.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/benchmarks.smk"

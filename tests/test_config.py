@@ -11,9 +11,10 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from crosstune.config import ConfigError, check
+from crosstune.config import ConfigError, check, schema_message
 
 from .conftest import REPO
+from .snakemake_runner import snakemake
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -93,3 +94,54 @@ def test_snakemake_stops_before_any_job(tmp_path):
     assert run.returncode != 0
     assert "klingon" in run.stdout + run.stderr
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda c: c["translate"].update(batchsize=4), "config: unknown key 'batchsize' in translate; did you mean 'batch_size'?"),
+        (lambda c: c.update(langauges=["en"]), "config: unknown key 'langauges' in the top level; did you mean 'languages'?"),
+        (lambda c: c["pairs"].update(max_tokens="many"), "config: pairs.max_tokens: 'many' is not of type 'integer'"),
+    ],
+)
+def test_schema_errors_are_a_few_lines_with_the_nearest_key(mutate, expected):
+    config = default_config()
+    mutate(config)
+    with pytest.raises(WorkflowError) as e:
+        validated(config)
+    assert schema_message(e.value) == expected
+
+
+def test_snakemake_names_an_unknown_key_without_the_schema(tmp_path):
+    run = snakemake(tmp_path, "-n", override={"evaluation": {"baseline_method": "sft"}}, check=False)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "unknown key 'baseline_method' in evaluation; did you mean 'baseline'?" in out
+    assert "$schema" not in out and len(out.splitlines()) < 15
+
+
+def test_missing_local_hub_path_is_an_error_naming_the_key(tmp_path):
+    """A hub-type path that looks local (explicitly, or under an existing directory, or not
+    of the 'owner/name' form) must exist; a hub id passes to datasets."""
+    (tmp_path / "data").mkdir()
+    config = validated(default_config())
+    for path in ("data/alpaca_local", "./alpaca", "corpora/v1/alpaca", "alpaca.parquet"):
+        config["data"]["sources"] = [{"name": "a", "type": "alpaca", "path": path}]
+        with pytest.raises(ConfigError, match=rf"data.sources\[0\] \(a\).path: local path not found: {path}"):
+            check(config, tmp_path)
+    for path in ("tatsu-lab/alpaca", "squad"):  # hub ids
+        config["data"]["sources"] = [{"name": "a", "type": "alpaca", "path": path}]
+        check(config, tmp_path)
+    (tmp_path / "data" / "alpaca_local").mkdir()
+    config["data"]["sources"] = [{"name": "a", "type": "alpaca", "path": "data/alpaca_local"}]
+    check(config, tmp_path)
+
+
+def test_baseline_must_be_an_evaluated_method(tmp_path):
+    run = snakemake(tmp_path, "-n", override={"evaluation": {"baseline": "sft_xx"}}, check=False)
+    assert run.returncode != 0
+    assert "evaluation.baseline: 'sft_xx' is not an evaluated method; evaluated: base, sft," in run.stdout + run.stderr
+    assert not (tmp_path / "results").exists()
+    # a row of a cc_tuning method names its mode: `cc_tuning@none` is a row, `cc_tuning` is not
+    run = snakemake(tmp_path, "-n", override={"evaluation": {"baseline": "cc_tuning"}}, check=False)
+    assert "evaluation.baseline: 'cc_tuning' is not an evaluated method" in run.stdout + run.stderr

@@ -148,3 +148,20 @@ def test_predict_benchmark_writes_every_language_and_resumes(tmp_path, tiny_mode
     # resumed English equals a fresh run
     fresh = real(model, tok, nli_items("en"), settings)
     assert [json.loads(line) for line in (out / "en.jsonl").open()] == json.loads(json.dumps(fresh))
+
+
+def test_dtype_auto_is_resolved_when_planning_and_checked_by_the_job(monkeypatch):
+    """generate's `dtype` param is the planned dtype, never `auto`: a GPU job plans bfloat16 on a
+    machine without a GPU, a CPU job plans this CPU's answer; a job on other hardware refuses."""
+    assert G.planned_dtype("float16", "auto", gpus=1) == "float16"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert G.planned_dtype("auto", "auto", gpus=1) == "bfloat16"
+    assert G.planned_dtype("auto", "cuda:0", gpus=0) == "bfloat16"
+    for native in (True, False):
+        monkeypatch.setattr(G, "native_bf16", lambda device, native=native: native)
+        assert G.planned_dtype("auto", "auto", gpus=0) == ("bfloat16" if native else "float32")
+        G.check_planned_dtype("auto", "bfloat16" if native else "float32", "cpu")
+    # planned on a CPU with bfloat16, run on one without: an error, not float32 outputs
+    with pytest.raises(RuntimeError, match="evaluation.generation.dtype: 'auto' was planned as bfloat16 but resolves to float32"):
+        G.check_planned_dtype("auto", "bfloat16", "cpu")
+    G.check_planned_dtype("bfloat16", "bfloat16", "cpu")  # an explicit dtype is what it says

@@ -64,7 +64,7 @@ def test_rerun_plans_nothing_and_report_builds(eval_run):
 
 
 def test_decoding_settings_that_can_change_outputs_rerun_generate(eval_run):
-    """decoder and reuse_prefix are rule params (in bfloat16 they can change outputs); batch limits are not."""
+    """decoder, reuse_prefix and the batch limits are rule params (in bfloat16 they can change outputs)."""
 
     def plan(**generation):
         evaluation = {**OVERRIDE["evaluation"], "generation": {**OVERRIDE["evaluation"]["generation"], **generation}}
@@ -72,4 +72,5 @@ def test_decoding_settings_that_can_change_outputs_rerun_generate(eval_run):
 
     assert plan(decoder="padded").get("generate") == 2  # base on xnli and xlsum
     assert plan(reuse_prefix=True).get("generate") == 2
-    assert "generate" not in plan(batch_size=3)
+    assert plan(batch_size=3).get("generate") == 2
+    assert plan(max_batch_tokens=1000).get("generate") == 2

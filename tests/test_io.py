@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crosstune.io import DataError, atomic_path, read_jsonl, write_jsonl
+from crosstune.io import DataError, atomic_path, iter_text_lines, read_jsonl, write_jsonl
 
 
 def test_malformed_line_names_file_and_line(tmp_path):
@@ -15,6 +15,20 @@ def test_malformed_line_names_file_and_line(tmp_path):
     path.write_text('{"a": 1}\n[1, 2]\n')
     with pytest.raises(DataError, match=r"data.jsonl:2: expected a JSON object"):
         read_jsonl(path)
+    path.write_text('{"a": 1}\n{"a": }\n')
+    with pytest.raises(DataError) as e:
+        read_jsonl(path)
+    assert "at at" not in str(e.value) and "(column 7)" in str(e.value)
+
+
+def test_non_utf8_line_names_file_line_and_byte(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    # lines 1-3 are UTF-8 (line 2 with a multi-byte character), line 4 is Latin-1
+    path.write_bytes('{"a": 1}\n{"a": "caf\u00e9"}\n\n'.encode() + '{"a": "na\u00efve"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.jsonl:4: not UTF-8 \(byte 0xef at column 10\)"):
+        read_jsonl(path)
+    lines = iter_text_lines(path)  # the lines before the bad one are read normally
+    assert [next(lines), next(lines)] == [(1, '{"a": 1}\n'), (2, '{"a": "caf\u00e9"}\n')]
 
 
 def test_failed_write_leaves_nothing(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from crosstune import languages
 from crosstune.data import LOADERS, load_source, load_sources
-from crosstune.data.sources import SEED_DIR, seed_translations
+from crosstune.data.sources import SEED_DIR, local_inputs, seed_translations
 from crosstune.io import DataError, read_jsonl
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -190,9 +190,31 @@ def test_jsonl_loader(tmp_path):
     path.write_text('{"instruction": "Hi", "response": "Hello"}\n{"id": "x", "lang": "sw", "instruction": "a", "response": "b"}\n')
     records = load_source({"name": "mine", "type": "jsonl", "path": str(path), "lang": "en"})
     assert [(r["id"], r["lang"]) for r in records] == [("mine-000001", "en"), ("x", "sw")]
-    path.write_text('{"instruction": "Hi", "response": "Hello", "lang": "xx"}\n')
-    with pytest.raises(ValueError, match="mine.jsonl: record 1: unknown language code 'xx'"):
+    # errors name the file's line (blank lines count), not the record's index
+    path.write_text('{"instruction": "Hi", "response": "Hello"}\n\n{"instruction": "Hi", "response": "Hello", "lang": "xx"}\n')
+    with pytest.raises(ValueError, match="mine.jsonl:3: unknown language code 'xx'"):
         load_source({"name": "mine", "type": "jsonl", "path": str(path)})
+    path.write_text('\n{"instruction": "Hi", "response": ""}\n')
+    with pytest.raises(DataError, match="mine.jsonl:2: field 'response' is missing or empty"):
+        load_source({"name": "mine", "type": "jsonl", "path": str(path)})
+
+
+def test_local_inputs_are_the_files_sources_read(tmp_path):
+    """Rule source_data's inputs: the seed file, jsonl files, every file of a local hub-schema
+    directory (not hidden ones); a hub id reads nothing local."""
+    (tmp_path / "data" / "alpaca" / ".cache").mkdir(parents=True)
+    (tmp_path / "data" / "mine.jsonl").write_text("{}\n")
+    for name in ("data/alpaca/train.parquet", "data/alpaca/README.md", "data/alpaca/.cache/lock"):
+        (tmp_path / name).write_text("x")
+    specs = [
+        {"name": "seed", "type": "seed"},
+        {"name": "mine", "type": "jsonl", "path": "data/mine.jsonl"},
+        {"name": "alpaca", "type": "alpaca", "path": "data/alpaca"},
+        {"name": "aya", "type": "aya", "path": "CohereForAI/aya_dataset"},
+    ]
+    assert local_inputs(specs, tmp_path) == [
+        str(SEED_DIR / "sft_en.jsonl"), "data/mine.jsonl", "data/alpaca/README.md", "data/alpaca/train.parquet"
+    ]
 
 
 def test_language_code_maps():

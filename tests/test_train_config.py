@@ -7,7 +7,7 @@ import yaml
 
 from crosstune.config import ConfigError
 from crosstune.methods import METHODS, get_method
-from crosstune.train.settings import check, resolve
+from crosstune.train.settings import RUN_ONLY, check, resolve, weight_settings
 
 from .conftest import REPO
 from .train_helpers import SCHEMA, config
@@ -29,6 +29,20 @@ def test_tiny_config_trains_every_method_type():
     assert {m["type"] for m in tiny["methods"].values()} == set(METHODS)
     default = yaml.safe_load((REPO / "config.yaml").read_text())
     assert {"sft", "crossin", "clo", "cc_tuning"} <= {m["type"] for m in default["methods"].values()}
+
+
+def test_checkpoint_and_logging_cadence_are_not_rule_params():
+    """Rule train's params (weight_settings) leave out what cannot change the weights, so
+    changing save_steps or logging_steps (globally or per method) retrains nothing."""
+    base = config({"sft": {"type": "sft"}})
+    changed = config({"sft": {"type": "sft", "train": {"logging_steps": 3}}},
+                     train={"save_steps": 7, "save_total_limit": 1, "keep_checkpoints": True})  # fmt: skip
+    assert weight_settings(base, "sft") == weight_settings(changed, "sft")
+    assert not set(RUN_ONLY) & set(weight_settings(base, "sft")["train"])
+    full = resolve(changed, "sft")["train"]  # what the job itself gets
+    assert (full["save_steps"], full["logging_steps"], full["keep_checkpoints"]) == (7, 3, True)
+    lr = config({"sft": {"type": "sft"}}, train={"learning_rate": 0.123})
+    assert weight_settings(base, "sft") != weight_settings(lr, "sft")
 
 
 def test_variant_without_code_and_train_overrides_merge():

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -52,6 +55,43 @@ def test_pairs_setting_reruns_pairs_only(tiny_run):
     jobs = planned_jobs(run)
     assert jobs.get("pairs") == 1
     assert not {"translate", "base_model", "source_data"} & set(jobs)
+
+
+def test_checkpoint_and_logging_cadence_rerun_nothing(tiny_run):
+    override = {"train": {"save_steps": 1, "logging_steps": 2, "save_total_limit": 3}}
+    run = snakemake(tiny_run, "-n", override=override)
+    assert "Nothing to be done" in run.stdout + run.stderr
+
+
+def test_every_script_rule_has_its_code_digest_as_a_param():
+    """The param that reruns a rule when the crosstune code its script runs changes."""
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"(?m)^(?=rule )", smk.read_text()):
+            script = re.search(r'script:\n\s+"\.\./scripts/(\w+\.py)"', block)
+            if script:
+                assert f'code=code("{script.group(1)}")' in block, f"{smk.name}: {block.split(':')[0]}"
+
+
+def test_editing_a_local_data_file_reruns_source_data(tmp_path):
+    """A jsonl source and a local hub-schema directory are inputs of rule source_data."""
+    (tmp_path / "data").mkdir()
+    mine = tmp_path / "data" / "mine.jsonl"
+    mine.write_text('{"instruction": "Say hi.", "response": "Hi."}\n')
+    shutil.copytree(REPO / "tests" / "fixtures" / "hub" / "alpaca", tmp_path / "data" / "alpaca")
+    override = {"data": {"sources": [{"name": "mine", "type": "jsonl", "path": "data/mine.jsonl"},
+                                     {"name": "alpaca", "type": "alpaca", "path": "data/alpaca"}]}}  # fmt: skip
+    target = "results/data/source/records.jsonl"
+    snakemake(tmp_path, target, override=override)
+    assert "Say hi." in (tmp_path / target).read_text()
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", target, override=override).stdout
+    # Snakemake compares input checksums too: a new mtime alone reruns nothing, new content does
+    mine.write_text('{"instruction": "Say bye.", "response": "Bye."}\n')
+    assert planned_jobs(snakemake(tmp_path, "-n", target, override=override)) == {"source_data": 1}
+    snakemake(tmp_path, target, override=override)
+    assert "Say bye." in (tmp_path / target).read_text() and "Say hi." not in (tmp_path / target).read_text()
+    parquet = next((tmp_path / "data" / "alpaca").rglob("*.parquet"))
+    pd.read_parquet(parquet).iloc[1:].to_parquet(parquet)  # one row fewer
+    assert planned_jobs(snakemake(tmp_path, "-n", target, override=override)) == {"source_data": 1}
 
 
 def test_tiny_dag_trains_every_configured_method(tiny_run):

@@ -8,11 +8,58 @@ the config key at fault.
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
 
 
 class ConfigError(ValueError):
     pass
+
+
+# A Hugging Face hub id: "name" or "owner/name" (letters, digits, "-", "_", ".")
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def looks_local(path: str, base: str | Path = ".") -> bool:
+    """Whether a hub-type ``data.sources[].path`` means a local directory, not a hub id:
+    explicitly local (/, ./, ../, ~), not of the hub id form, a data file's name
+    (``.parquet``, ``.json``...) or under an existing local directory (``data/mine``
+    when ``data/`` exists)."""
+    if path.startswith(("/", "./", "../", "~")) or not HUB_ID.fullmatch(path):
+        return True
+    if Path(path).suffix in (".parquet", ".json", ".jsonl", ".csv", ".arrow", ".txt"):
+        return True
+    return "/" in path and (Path(base) / path.split("/")[0]).is_dir()
+
+
+def schema_message(error: Exception) -> str:
+    """A few lines for a schema violation (snakemake's WorkflowError wrapping a jsonschema
+    ValidationError): the offending key, where it is, and the nearest valid key."""
+    # snakemake raises its WorkflowError while handling the ValidationError: the context
+    cause = next((e for e in (error, error.__cause__, error.__context__) if hasattr(e, "validator")), None)
+    if cause is None:
+        return str(error)
+    where = ".".join(str(p) for p in cause.absolute_path) or "the top level"
+    if cause.validator == "additionalProperties":
+        valid = sorted(cause.schema.get("properties", {}))
+        unknown = sorted(set(cause.instance) - set(valid))
+        lines = []
+        for key in unknown:
+            near = difflib.get_close_matches(key, valid, n=1)
+            hint = f"did you mean {near[0]!r}?" if near else f"valid keys: {', '.join(valid)}"
+            lines.append(f"config: unknown key {key!r} in {where}; {hint}")
+        return "\n".join(lines)
+    return f"config: {where}: {cause.message}"
+
+
+def check_baseline(baseline: str, rows: list[str]) -> None:
+    """evaluation.baseline must be one of the evaluated rows, else gains.tsv would be empty."""
+    if rows and baseline not in rows:
+        raise ConfigError(
+            f"evaluation.baseline: {baseline!r} is not an evaluated method; "
+            f"evaluated: {', '.join(rows)} (set evaluation.baseline or evaluation.methods)"
+        )
 
 
 def check(config: dict, base: str | Path = ".") -> None:
@@ -29,8 +76,11 @@ def check(config: dict, base: str | Path = ".") -> None:
         # jsonl sources are local files; hub sources may be a local directory or a hub id
         if spec["type"] == "jsonl" and not (base / path).is_file():
             raise ConfigError(f"{key}.path: file not found: {path}")
-        if spec["type"] != "jsonl" and path and (path.startswith(("/", "./", "../"))) and not (base / path).exists():
-            raise ConfigError(f"{key}.path: not found: {path}")
+        if spec["type"] != "jsonl" and path and looks_local(path, base) and not (base / path).exists():
+            raise ConfigError(
+                f"{key}.path: local path not found: {path} (relative to the working directory; "
+                "a hub id has the form 'owner/name')"
+            )
     for name, model in config["models"].items():
         src = model["source"]
         if src["type"] == "local" and not (base / src["id"]).is_dir():

@@ -22,6 +22,7 @@ rule benchmark_data:
         runtime=res("benchmark_data", "runtime"),
         gpu=res("benchmark_data", "gpu"),
     params:
+        code=code("benchmark_data.py"),
         spec=lambda wc: benchmark_spec(wc.benchmark),
         released_dir=lambda wc: (
             config["benchmarks"]["released_dir"]

@@ -28,6 +28,7 @@ rule activations:
         runtime=res("activations", "runtime"),
         gpu=res("activations", "gpu"),
     params:
+        code=code("activations.py"),
         n_pairs=CC["n_pairs"],
         seed=CC["seed"] if CC["seed"] is not None else config["seed"],
         # the pairs are drawn from the method's training languages
@@ -61,6 +62,7 @@ rule transform:
         runtime=res("transform", "runtime"),
         gpu=res("transform", "gpu"),
     params:
+        code=code("transform.py"),
         ridge=CC["ridge"],
         per_language=CC["per_language"],
         driver=CC["driver"],

@@ -11,8 +11,17 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
+import crosstune.code_digest  # noqa: E402
 import crosstune.config  # noqa: E402
 import crosstune.train.settings  # noqa: E402
+from snakemake.exceptions import WorkflowError  # noqa: E402
+
+# The schema check fills in the defaults; a violation is reported in a few lines
+# (the key, where it is, the nearest valid key) instead of snakemake's schema dump.
+try:
+    validate(config, "../schemas/config.schema.yaml", set_default=True)
+except WorkflowError as e:
+    raise crosstune.config.ConfigError(crosstune.config.schema_message(e)) from None
 
 # a methods entry with per_language: true becomes one method per target language
 crosstune.train.settings.expand_per_language(config)
@@ -35,6 +44,13 @@ def res(rule, key):
         **config["resources"].get(rule, {}),
     }
     return spec[key]
+
+
+def code(script):
+    """Digest of the crosstune code that workflow/scripts/<script> runs: every rule with a
+    script has it as param `code`, so a change to that code reruns the rule (and only
+    the rules that run it); see crosstune/code_digest.py."""
+    return crosstune.code_digest.digest(f"{workflow.basedir}/workflow/scripts/{script}")
 
 
 def model_dir(model):

@@ -1,9 +1,17 @@
 # Data stages: the base model, the source data, translations, parallel pairs.
 
+import crosstune.data.sources
+
 
 rule base_model:
     input:
         chat_template=lambda wc: chat_template_file(wc.model),
+        # a tiny model's tokenizer is trained on the bundled seed texts
+        seed=lambda wc: (
+            crosstune.data.sources.seed_files()
+            if config["models"][wc.model]["source"]["type"] == "tiny"
+            else []
+        ),
     output:
         directory("resources/models/{model}"),
     log:
@@ -18,6 +26,7 @@ rule base_model:
         runtime=res("base_model", "runtime"),
         gpu=res("base_model", "gpu"),
     params:
+        code=code("base_model.py"),
         spec=lambda wc: config["models"][wc.model],
         # the seed only matters for random (tiny) models
         seed=lambda wc: (
@@ -30,6 +39,9 @@ rule base_model:
 
 
 rule source_data:
+    input:
+        # the local files the sources read (jsonl files, local dataset directories): an edit reruns
+        crosstune.data.sources.local_inputs(config["data"]["sources"]),
     output:
         records="results/data/source/records.jsonl",
         meta="results/data/source/provenance.json",
@@ -43,6 +55,7 @@ rule source_data:
         runtime=res("source_data", "runtime"),
         gpu=res("source_data", "gpu"),
     params:
+        code=code("source_data.py"),
         sources=config["data"]["sources"],
         languages=LANGS,
     script:
@@ -52,6 +65,8 @@ rule source_data:
 rule translate:
     input:
         records=rules.source_data.output.records,
+        # the bundled human translations, imported into the translation memory
+        seed=crosstune.data.sources.seed_files(),
     output:
         records="results/data/translated/{lang}/records.jsonl",
         meta="results/data/translated/{lang}/provenance.json",
@@ -67,6 +82,7 @@ rule translate:
         runtime=res("translate", "runtime"),
         gpu=res("translate", "gpu"),
     params:
+        code=code("translate.py"),
         # everything that changes the translations (not the memory's location)
         engine=config["translate"]["engine"],
         memory_only=config["translate"]["memory_only"],
@@ -98,6 +114,7 @@ rule pairs:
         runtime=res("pairs", "runtime"),
         gpu=res("pairs", "gpu"),
     params:
+        code=code("pairs.py"),
         languages=LANGS,
         min_tokens=config["pairs"]["min_tokens"],
         max_tokens=config["pairs"]["max_tokens"],

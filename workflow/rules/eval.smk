@@ -14,13 +14,16 @@
 include: "eval_common.smk"
 
 
+import crosstune.evaluate.generation
+
+
 # One job per (model, method, benchmark), all of the benchmark's languages in it:
 # loading a model costs far more than decoding the 8-1000 prompts of one
 # language, so per-language jobs (60 per model and method) would mostly load
 # models. Finished languages are kept in .resume/ with a fingerprint, so a
-# crashed job restarts at the first unfinished language. Batch sizes and device
-# are left out of params: they do not change the outputs (batched decoding
-# equals one-by-one decoding; tests check it).
+# crashed job restarts at the first unfinished language. Batching and the dtype
+# are params: in bfloat16 a batch's rows round differently from one-by-one
+# decoding, and `dtype: auto` depends on the hardware (resolved when planning).
 rule generate:
     input:
         model=lambda wc: eval_model_dir(wc.model, wc.method),
@@ -43,9 +46,21 @@ rule generate:
         runtime=res("generate", "runtime"),
         gpu=res("generate", "gpu"),
     params:
+        code=code("generate.py"),
         languages=lambda wc: EVAL_BENCHMARKS[wc.benchmark],
         max_new_tokens=config["evaluation"]["generation"]["max_new_tokens"],
-        dtype=config["evaluation"]["generation"]["dtype"],
+        dtype=crosstune.evaluate.generation.planned_dtype(
+            config["evaluation"]["generation"]["dtype"],
+            config["evaluation"]["generation"]["device"],
+            res("generate", "gpu"),
+        ),
+        batching={
+            **{
+                k: config["evaluation"]["generation"][k]
+                for k in ("batch_size", "max_batch_tokens", "max_padding")
+            },
+            "likelihood_batch_size": config["evaluation"]["likelihood"]["batch_size"],
+        },
         # these two may change outputs (in bfloat16), so a change reruns the job
         decoder=config["evaluation"]["generation"]["decoder"],
         reuse_prefix=config["evaluation"]["generation"]["reuse_prefix"],
@@ -82,6 +97,7 @@ rule score:
         runtime=res("score", "runtime"),
         gpu=res("score", "gpu"),
     params:
+        code=code("score.py"),
         languages=lambda wc: EVAL_BENCHMARKS[wc.benchmark],
         langid=config["evaluation"]["langid"],
         qa_normalize=qa_normalize,
@@ -161,6 +177,7 @@ rule aggregate:
         runtime=res("aggregate", "runtime"),
         gpu=res("aggregate", "gpu"),
     params:
+        code=code("aggregate.py"),
         jobs=EVAL_JOBS,
         methods=EVAL_METHODS,
         benchmarks=EVAL_BENCHMARKS,

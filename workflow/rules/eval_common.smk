@@ -44,6 +44,8 @@ def eval_methods():
 # {benchmark: languages} of the benchmarks to evaluate (benchmarks.run), from common.smk
 EVAL_BENCHMARKS = BENCHMARK_LANGS
 EVAL_METHODS = eval_methods()
+if EVAL_BENCHMARKS:  # gains are taken against the baseline: it must be one of the rows
+    crosstune.config.check_baseline(config["evaluation"]["baseline"], EVAL_METHODS)
 EVAL_DIR = "results/{model}/eval/{method}/{benchmark}"
 
 

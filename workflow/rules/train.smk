@@ -48,7 +48,10 @@ rule train:
         runtime=res("train", "runtime"),
         gpu=lambda wc: train_gpus(wc.method),
     params:
-        settings=lambda wc: crosstune.train.settings.resolve(config, wc.method),
+        code=code("train.py"),
+        # what can change the weights; the script resolves the full settings (with
+        # save_steps, logging_steps...) from the config, so those rerun nothing
+        settings=lambda wc: crosstune.train.settings.weight_settings(config, wc.method),
         seed=config["seed"],
         # the resume source: not an output, so a failed job leaves it for the rerun
         checkpoints=lambda wc: f"results/{wc.model}/train/{wc.method}/checkpoints",

@@ -10,21 +10,23 @@ use_job_gpus(snakemake)  # this job's GPUs (resources: gpu) as CUDA_VISIBLE_DEVI
 import torch  # noqa: E402
 
 from crosstune.evaluate.connection import Connection  # noqa: E402
-from crosstune.evaluate.generation import load_model  # noqa: E402
+from crosstune.evaluate.generation import check_planned_dtype, load_model  # noqa: E402
 from crosstune.evaluate.predict import predict_benchmark  # noqa: E402
 from crosstune.provenance import set_seed, write_provenance  # noqa: E402
 
 p, wc = snakemake.params, snakemake.wildcards
 cfg = snakemake.config["evaluation"]
 torch.set_num_threads(snakemake.threads)
+b = p.batching
 settings = {
-    "generation": {"max_new_tokens": p.max_new_tokens, "dtype": p.dtype, "batch_size": cfg["generation"]["batch_size"],
-                   "max_batch_tokens": cfg["generation"]["max_batch_tokens"],
-                   "max_padding": cfg["generation"]["max_padding"],
+    "generation": {"max_new_tokens": p.max_new_tokens, "dtype": p.dtype, "batch_size": b["batch_size"],
+                   "max_batch_tokens": b["max_batch_tokens"], "max_padding": b["max_padding"],
                    "decoder": p.decoder, "reuse_prefix": p.reuse_prefix},  # fmt: skip
-    "likelihood": {**p.likelihood, "batch_size": cfg["likelihood"]["batch_size"]},
+    "likelihood": {**p.likelihood, "batch_size": b["likelihood_batch_size"]},
 }
 set_seed(snakemake.config["seed"])  # greedy decoding draws nothing; seeded for good measure
+# p.dtype is `dtype` with auto resolved when planning: this machine must resolve it alike
+check_planned_dtype(cfg["generation"]["dtype"], p.dtype, cfg["generation"]["device"])
 model, tokenizer = load_model(snakemake.input.model, snakemake.input.base, p.dtype, cfg["generation"]["device"])
 logging.info("%s/%s on %s: %s on %s in %s", wc.model, wc.method, wc.benchmark, type(model).__name__, model.device,
              model.dtype)  # fmt: skip

@@ -10,6 +10,7 @@ use_job_gpus(snakemake)  # this job's GPUs (resources: gpu) as CUDA_VISIBLE_DEVI
 import torch  # noqa: E402
 
 from crosstune.train.launch import run  # noqa: E402
+from crosstune.train.settings import resolve  # noqa: E402
 
 sys.stdout = sys.stderr  # the Trainer prints its loss lines to stdout: into the log too
 torch.set_num_threads(snakemake.threads)
@@ -19,7 +20,8 @@ run({
     "pairs": snakemake.input.pairs,
     "output": snakemake.output.model,
     "checkpoint_dir": snakemake.params.checkpoints,
-    "settings": snakemake.params.settings,
+    # params.settings plus the settings that cannot change the weights (save_steps...)
+    "settings": resolve(snakemake.config, snakemake.wildcards.method),
     "seed": snakemake.params.seed,
     "metrics": snakemake.output.metrics,
     "plot": snakemake.output.loss,

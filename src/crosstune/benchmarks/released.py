@@ -17,7 +17,7 @@ import logging
 import re
 from pathlib import Path
 
-from ..io import DataError
+from ..io import DataError, iter_text_lines
 from .loaders import make_item
 from .templates import Template, load_template
 
@@ -30,8 +30,7 @@ OPTION_LABELS = {"xnli": ("1", "2", "3"), "xstorycloze": ("1", "2"), "mmmlu": ("
 def _lines(path: Path, where: str) -> list[str]:
     if not path.is_file():
         raise DataError(f"{where}: missing file {path}")
-    with path.open(encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    lines = [line.rstrip("\r\n") for _, line in iter_text_lines(path)]  # non-UTF-8: file and line
     while lines and not lines[-1].strip():  # a trailing newline is not an item
         lines.pop()
     return lines

@@ -43,7 +43,8 @@ from importlib import resources
 from pathlib import Path
 
 from .. import languages
-from ..io import DataError, read_jsonl, require_fields
+from ..config import looks_local
+from ..io import DataError, iter_numbered_jsonl, read_jsonl, require_fields
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,31 @@ SEED_DIR = resources.files("crosstune") / "data" / "seed"
 SEED_ENGINE = "human:crosstune-seed"  # translation-memory engine of the bundled translations
 
 RECORD_FIELDS = ("id", "lang", "instruction", "response")
+
+
+def seed_files() -> list[str]:
+    """The bundled seed files: English pairs and their human translations."""
+    return [str(SEED_DIR / name) for name in ("sft_en.jsonl", "translations.jsonl")]
+
+
+def local_inputs(specs: list[dict], base: str | Path = ".") -> list[str]:
+    """The local files ``data.sources`` read (rule source_data's inputs, so editing one reruns it):
+    the bundled seed file, a jsonl file, and every file of a local hub-schema directory
+    (hidden ones, e.g. a download's .cache/, are skipped). Paths relative to ``base``."""
+    files = []
+    for spec in specs:
+        path = spec.get("path")
+        if spec["type"] == "seed":
+            files.append(seed_files()[0])
+        elif spec["type"] == "jsonl" or (path and looks_local(path, base) and (Path(base) / path).is_file()):
+            files.append(path)
+        elif path and looks_local(path, base):
+            root = Path(base) / path
+            files += sorted(
+                str(Path(path) / f.relative_to(root)) for f in root.rglob("*")
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts)
+            )  # fmt: skip
+    return files
 
 
 def load_seed(spec: dict) -> list[dict]:
@@ -90,8 +116,8 @@ def load_jsonl(spec: dict) -> list[dict]:
     """A local JSON Lines file of source records (id, lang, instruction, response)."""
     path = Path(spec["path"])
     records = []
-    for i, r in enumerate(read_jsonl(path), 1):
-        where = f"{path}: record {i}"
+    for i, (lineno, r) in enumerate(iter_numbered_jsonl(path), 1):
+        where = f"{path}:{lineno}"
         require_fields(r, ("instruction", "response"), where)
         lang = r.get("lang", spec.get("lang", "en"))
         languages.check(lang, where)

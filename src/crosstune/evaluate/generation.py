@@ -77,6 +77,35 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return DTYPES[dtype]
 
 
+def planned_dtype(dtype: str, device: str = "auto", gpus: int = 0) -> str:
+    """The dtype a generate job will decode in, decided when the DAG is planned (a rule param,
+    so the dtype ``auto`` resolves to is recorded and a change reruns the job).
+
+    ``device`` is evaluation.generation.device, ``gpus`` the job's gpu resource. ``auto`` on
+    a GPU job: bfloat16 where this machine's GPU has it, or on a machine without one (the
+    job checks the GPU it gets, :func:`check_planned_dtype`); on a CPU job: this CPU's answer.
+    """
+    if dtype != "auto":
+        return dtype
+    on_gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
+    if on_gpu and not torch.cuda.is_available():
+        return "bfloat16"
+    resolved = resolve_dtype("auto", torch.device("cuda" if on_gpu else "cpu"))
+    return next(name for name, value in DTYPES.items() if value == resolved)
+
+
+def check_planned_dtype(dtype: str, planned: str, device: str = "auto") -> None:
+    """Refuse to decode in another dtype than the planned one (``auto`` resolving differently
+    on the machine the job runs on, e.g. a cluster node with another CPU or GPU)."""
+    actual = resolve_dtype(dtype, resolve_device(device))
+    if actual != DTYPES[planned]:
+        raise RuntimeError(
+            f"evaluation.generation.dtype: 'auto' was planned as {planned} but resolves to "
+            f"{str(actual).removeprefix('torch.')} on this machine ({resolve_device(device)}); "
+            "set evaluation.generation.dtype explicitly"
+        )
+
+
 def load_model(model_dir: str | Path, tokenizer_dir: str | Path | None = None, dtype: str = "float32",
                device: str = "auto"):  # fmt: skip
     """(model, tokenizer) of a model directory; a PEFT adapter directory is merged into its base.

@@ -1,8 +1,9 @@
 """A method's resolved settings: its ``methods:`` entry + the shared ``train:`` defaults.
 
 ``resolve(config, name)`` returns the dict every :class:`~crosstune.methods.Method`
-hook receives and the ``train`` rule passes as ``params`` (so a change to any of
-it reruns exactly that method's training)::
+hook receives; the ``train`` rule's ``params`` are :func:`weight_settings`, the same
+without checkpoint/logging cadence (so a change to anything that can change the
+weights reruns exactly that method's training, and nothing else does)::
 
     {"name": "crossin_x2en", "type": "crossin",
      "mode": "x2en", "size": null, ...          # method settings (Method.defaults + config)
@@ -26,6 +27,9 @@ from ..methods import METHODS
 from .launch import accelerate_config
 
 RESERVED = ("type", "train")
+# train settings that cannot change the trained weights (when to checkpoint and log, what
+# to keep): not part of rule train's params, so changing one reruns no training
+RUN_ONLY = ("save_steps", "save_total_limit", "keep_checkpoints", "logging_steps")
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -121,6 +125,13 @@ def expand_per_language(config: dict) -> None:
             name, sep, mode = row.partition("@")
             rows += [variant_name(name, lang) + sep + mode for lang in variants[name]] if name in variants else [row]
         config["evaluation"]["methods"] = rows
+
+
+def weight_settings(config: dict, name: str) -> dict:
+    """:func:`resolve` without the ``RUN_ONLY`` train settings: rule train's params."""
+    resolved = resolve(config, name)
+    resolved["train"] = {k: v for k, v in resolved["train"].items() if k not in RUN_ONLY}
+    return resolved
 
 
 def init_from(config: dict, name: str) -> str | None:
