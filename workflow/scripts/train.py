@@ -19,7 +19,8 @@ run({
     "pairs": snakemake.input.pairs,
     "output": snakemake.output.model,
     "checkpoint_dir": snakemake.params.checkpoints,
-    "settings": snakemake.params.settings,
+    "settings": {**snakemake.params.settings, **({"connection_position": snakemake.params.connection_position}
+                                                 if snakemake.params.connection_position else {})},
     "seed": snakemake.params.seed,
     "metrics": snakemake.output.metrics,
     "plot": snakemake.output.loss,

@@ -12,7 +12,9 @@ the extra module ``decision_maker`` (saved as ``decision_maker.safetensors``).
 Settings (``methods.<name>`` with ``type: cc_tuning``): ``languages`` (null:
 every language of the pairs, English records as (x, y, x) triples - the data of
 ``sft``), ``english_pass`` (faithful | detached), ``tau`` (Gumbel-softmax
-temperature, 1.0).
+temperature, 1.0). ``connection_position`` (last | release, where p sits in the
+templated prompt) is the base model's setting (``models.<m>.connection_position``),
+which rule train adds to the method's settings.
 
 The CC-Tuning library (and torch) is imported inside the hooks, so importing
 the method registry stays light (the Snakefile reads it to check the config).
@@ -38,6 +40,8 @@ class CCTuning(Method):
         except ValueError as e:
             raise TrainDataError(str(e)) from None
         languages = settings.get("languages")
+        position = settings.get("connection_position") or "last"
+        where = {} if position == "last" else {"connection_position": position}  # the default adds nothing
         out = []
         for r in pairs:
             if languages is not None and r["lang"] not in languages:
@@ -47,21 +51,23 @@ class CCTuning(Method):
                 raise TrainDataError(f"pair record {r.get('id')!r} ({r.get('lang')}) has no instruction_en, "
                                      "needed for cc_tuning's English pass")  # fmt: skip
             out.append({"id": r["id"], "prompt": r["instruction"], "response": r["response"], "lang": r["lang"],
-                        "kind": "cc_tuning", "prompt_en": x_en})  # fmt: skip
+                        "kind": "cc_tuning", "prompt_en": x_en, **where})  # fmt: skip
         return out
 
     def tokenize(self, example, tokenizer, max_length, truncation_side) -> dict | None:
         if not example["response"].strip():
             raise TrainDataError(f"example {example['id']!r} has an empty response")
-        from ..cc_tuning.connection import chat_prompt_ids, tokenize_chat
+        from ..cc_tuning.connection import chat_prompt_ids, tokenize_chat, tokens_after_p
 
-        x = tokenize_chat(tokenizer, example["prompt"], example["response"], max_length, truncation_side)
+        position = example.get("connection_position", "last")
+        x = tokenize_chat(tokenizer, example["prompt"], example["response"], max_length, truncation_side, position)
         if x is None:  # truncation removed p or every response token: the engine drops it
             return None
         en = chat_prompt_ids(tokenizer, example["prompt_en"])
+        after = tokens_after_p(tokenizer, en, position)
         if max_length is not None and len(en) > max_length:
-            en = en[len(en) - max_length :]  # keep the end: p is the last prompt token
-        return {**x, "en_input_ids": en, "en_position": len(en) - 1}
+            en = en[len(en) - max_length :]  # keep the end, where p is
+        return {**x, "en_input_ids": en, "en_position": len(en) - 1 - after}
 
     def collate(self, features, tokenizer) -> dict:
         import torch
