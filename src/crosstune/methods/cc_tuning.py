@@ -10,8 +10,10 @@ non-English pass with the connection
 the extra module ``decision_maker`` (saved as ``decision_maker.safetensors``).
 
 Settings (``methods.<name>`` with ``type: cc_tuning``): ``languages`` (null:
-every language of the pairs, English records as (x, y, x) triples - the data of
-``sft``), ``english_pass`` (faithful | detached), ``tau`` (Gumbel-softmax
+every language of the pairs - the data of ``sft``), ``english`` (``self``: English
+records train as (x, y, x) triples, connected to their own English pass - the
+release, whose parallel file is its SFT data with an English column; ``none``:
+left out, the connection only ever cross-lingual), ``english_pass`` (faithful | detached), ``tau`` (Gumbel-softmax
 temperature, 1.0). ``connection_position`` (last | release, where p sits in the
 templated prompt) is the base model's setting (``models.<m>.connection_position``),
 which rule train adds to the method's settings.
@@ -27,7 +29,7 @@ from .base import Method, TrainDataError
 
 class CCTuning(Method):
     name = "cc_tuning"
-    defaults = {"languages": None, "english_pass": "faithful", "tau": 1.0}
+    defaults = {"languages": None, "english": "self", "english_pass": "faithful", "tau": 1.0}
     supports_packing = False  # p indexes each row: one example per row
     ddp_find_unused_parameters = False
 
@@ -40,18 +42,22 @@ class CCTuning(Method):
         except ValueError as e:
             raise TrainDataError(str(e)) from None
         languages = settings.get("languages")
+        english = settings.get("english", "self")
+        if english not in ("self", "none"):
+            raise TrainDataError(f"english must be self or none, not {english!r}")
         position = settings.get("connection_position") or "last"
         where = {} if position == "last" else {"connection_position": position}  # the default adds nothing
         out = []
         for r in pairs:
-            if languages is not None and r["lang"] not in languages:
+            if (languages is not None and r["lang"] not in languages) or (r["lang"] == "en" and english == "none"):
                 continue
             x_en = r.get("instruction_en")
             if not isinstance(x_en, str) or not x_en.strip():
                 raise TrainDataError(f"pair record {r.get('id')!r} ({r.get('lang')}) has no instruction_en, "
                                      "needed for cc_tuning's English pass")  # fmt: skip
             out.append({"id": r["id"], "prompt": r["instruction"], "response": r["response"], "lang": r["lang"],
-                        "kind": "cc_tuning", "prompt_en": x_en, **where})  # fmt: skip
+                        "kind": "self_connection" if r["lang"] == "en" else "cc_tuning", "prompt_en": x_en,
+                        **where})  # fmt: skip
         return out
 
     def tokenize(self, example, tokenizer, max_length, truncation_side) -> dict | None:
