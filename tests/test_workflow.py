@@ -141,3 +141,12 @@ def test_cc_tuning_is_scored_in_three_inference_modes(tiny_run):
     assert "cc_tuning" not in rows
     assert set(table[table.method == "cc_tuning@oracle"].benchmark) == {"xnli", "xstorycloze", "mmmlu", "xquad", "mkqa"}
     assert "cc_tuning@oracle" in (tiny_run / "results/eval/tables/xnli.md").read_text()
+
+
+def test_connection_position_reruns_cc_tuning_only(tiny_run):
+    """models.<m>.connection_position reaches rules train (cc_tuning only), activations and generate."""
+    run = snakemake(tiny_run, "-n", override={"models": {"tiny-llama": {"connection_position": "release"}}})
+    jobs = planned_jobs(run)
+    assert jobs.get("train") == 1 and "results/tiny-llama/train/cc_tuning/metrics.json" in run.stdout
+    assert jobs.get("activations") == 1 and jobs.get("transform") == 1
+    assert "eval/sft/" not in run.stdout and "eval/cc_tuning@matrix/" in run.stdout

@@ -40,7 +40,8 @@ def model_dir(model):
 
 def connection_position(model):
     """models.<model>.connection_position: where CC-Tuning's p sits in the templated prompt
-    (rules train, activations and generate pass it to crosstune.cc_tuning.connection)."""
+    (rules train, activations and generate pass it to crosstune.cc_tuning.connection).
+    """
     return config["models"][model].get("connection_position", "last")
 
 

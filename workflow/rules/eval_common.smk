@@ -62,7 +62,12 @@ def eval_cc_tuning(row, model=None):
     tau = crosstune.train.settings.resolve(config, method).get("tau", 1.0)
     layer_choice = config["evaluation"]["cc_tuning"]["layer_choice"]
     position = connection_position(model) if model is not None else None
-    return {"mode": mode, "layer_choice": layer_choice, "tau": tau, "connection_position": position}
+    return {
+        "mode": mode,
+        "layer_choice": layer_choice,
+        "tau": tau,
+        "connection_position": position,
+    }
 
 
 def eval_transform(wildcards):
