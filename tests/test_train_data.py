@@ -104,6 +104,8 @@ def test_sft_all_pairs_every_non_english_record_with_its_english_copy(pairs):
     assert (copy["prompt"], copy["response"]) == (en["instruction"], en["response"])
     per_item = mix({"type": "sft_all", "english_copies": "per_item"}, pairs)
     assert data.composition(per_item) == {"en_copy": {"en": 10}, "sft": {lang: 10 for lang in LANGS}}
+    # metrics.json states how often the mix repeats an example: per_record copies each English item 5 times
+    assert data.distinct(ex) == {"en_copy": 10, "sft": 50} and data.distinct(per_item) == {"en_copy": 10, "sft": 50}
 
 
 def test_sft_mt_adds_one_translation_task_per_non_english_record(pairs):
