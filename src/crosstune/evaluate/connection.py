@@ -83,7 +83,8 @@ class Connection:
 
     def prompt_pass(self, lang: str, english_ids: Sequence[Sequence[int]] | None = None):
         """``(run, layers)``: ``run`` is a prompt pass for :func:`.generation.generate_and_score`
-        (prompt i's tokens after what its cache holds, appended to the cache, c injected at p), ``layers[i]`` the layer the Decision Maker chose for prompt i.
+        (prompt i's tokens after what its cache holds, appended to the cache, c injected at p),
+        ``layers[i]`` the layer the Decision Maker chose for prompt i.
 
         matrix: a plain pass over the tokens captures a_l at p, p is forgotten and run again with
         c = a'_l; oracle: a plain pass up to p-1, a_l from prompt i's English prompt
