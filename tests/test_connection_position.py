@@ -103,16 +103,18 @@ def reference_greedy(model, ids, p, c, n):
     return seq[len(ids) :]
 
 
+@pytest.mark.parametrize("template", ["release-llama3.jinja", "release-qwen2.jinja", "release-mistral.jinja"])
 @pytest.mark.parametrize("mode", ["matrix", "oracle"])
-def test_inference_fast_path_injects_at_the_release_position(tiny_model_dir, mode):
-    tok = family_tokenizer(tiny_model_dir("qwen2"), "release-qwen2.jinja")
+def test_inference_fast_path_injects_at_the_release_position(tiny_model_dir, mode, template):
+    tok = family_tokenizer(tiny_model_dir("qwen2"), template, markers=True)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir("qwen2"), dtype=torch.float32).eval()
+    torch.manual_seed(1)
+    model.resize_token_embeddings(len(tok))  # room for the added control tokens
     L, d = cn.num_layers_and_hidden(model)
     torch.manual_seed(0)
     dm = DecisionMaker(d, L, init_std=0.5)
     prompt, en = cn.chat_prompt_ids(tok, "Mji mkuu wa Kenya?"), cn.chat_prompt_ids(tok, "Capital of Kenya?")
-    p = len(prompt) - 1 - cn.tokens_after_p(tok, prompt, "release")  # the "assistant" token
-    assert p < len(prompt) - 1
+    p = len(prompt) - 1 - cn.tokens_after_p(tok, prompt, "release")
     source = prompt if mode == "matrix" else en
     at = len(source) - 1 - cn.tokens_after_p(tok, source, "release")
     with torch.no_grad(), cn.capture_mlp(model, torch.tensor([at])) as cap:
