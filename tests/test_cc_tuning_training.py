@@ -48,6 +48,12 @@ def test_build_examples(tiny_tokenizer):
     assert examples[0] == {"id": "s/1#sw", "prompt": "Mji mkuu wa Kenya ni upi?", "response": "Nairobi.",
                            "lang": "sw", "kind": "cc_tuning", "prompt_en": "What is the capital of Kenya?"}  # fmt: skip
     assert [e["id"] for e in method.build_examples(PAIRS, dict(settings, languages=["de"]), 0)] == ["s/2#de"]
+    # English records: (x, y, x) self-connection triples (the release), or left out
+    assert [e["kind"] for e in examples] == ["cc_tuning", "cc_tuning", "self_connection"]
+    assert examples[2]["prompt"] == examples[2]["prompt_en"]
+    assert [e["id"] for e in method.build_examples(PAIRS, dict(settings, english="none"), 0)] == ["s/1#sw", "s/2#de"]
+    with pytest.raises(TrainDataError, match="english must be self or none"):
+        method.build_examples(PAIRS, dict(settings, english="both"), 0)
     with pytest.raises(TrainDataError, match="'s/1#sw' .* has no instruction_en"):
         method.build_examples([dict(PAIRS[0], instruction_en=None)], settings, 0)
     with pytest.raises(ValueError, match="english_pass must be one of"):

@@ -59,6 +59,22 @@ def test_generation_uses_the_connection(connected, decoder):
     assert "layer" not in plain[0]
 
 
+@pytest.mark.parametrize("decoder", ["exact", "padded"])
+def test_generation_at_the_release_position(connected, cc_dir, decoder):
+    """connection_position release (the tiny ChatML template: the token after the last <|im_start|>)."""
+    model, tok, last = connected
+    conn = Connection(model, tok, cc_dir, cc_dir / "transform.safetensors", position="release")
+    assert conn.after > 0
+    items = nli_items("zh")
+    records = predict_language(model, tok, items, with_decoder(decoder), connection=conn)
+    reference = inference.generate(model, tok, [it["prompt"] for it in items], mode="matrix", dm=conn.dm,
+                                   matrices=conn.matrices, langs=["zh"] * 3, batch_size=1, max_new_tokens=6,
+                                   position="release")  # fmt: skip
+    assert [r["output"] for r in records] == [x["text"] for x in reference]
+    at_last = predict_language(model, tok, items, with_decoder(decoder), connection=last)
+    assert [r["output"] for r in records] != [r["output"] for r in at_last]  # p moved: other outputs
+
+
 def test_option_logliks_with_the_connection(connected):
     model, tok, conn = connected
     context = G.chat_text(tok, nli_items("zh")[1]["prompt"])

@@ -136,6 +136,21 @@ def test_recipe_values_are_the_papers():
         assert (REPO / spec["chat_template"]).is_file()
 
 
+def test_recipes_use_the_releases_settings():
+    """Issue 13 section 1: the released code's behaviour is the recipes' setting (README, settings and their sources)."""
+    for r in RECIPES:
+        cfg = recipe(r)
+        spec = next(iter(cfg["models"].values()))
+        assert spec["connection_position"] == "release"
+        assert Path(spec["chat_template"]).name.startswith("release-")
+        m = cfg["methods"]
+        assert (m["crossin"]["mode"], m["crossin"]["tag_template"]) == ("x2x+translation", "{instruction}\n[{lang}]")
+        assert m["sft_all"]["english_copies"] == "per_item" and m["cc_tuning"]["english"] == "self"
+        assert cfg["cc_tuning"]["seed"] == 666
+    qwen = (REPO / recipe("qwen2.5-7b.yaml")["models"]["qwen2.5-7b"]["chat_template"]).read_text()
+    assert "You are a helpful assistant." in qwen
+
+
 @pytest.mark.parametrize("name", RECIPES)
 def test_recipe_dry_run_job_counts_and_resources(tmp_path, name):
     cfg = recipe(name)

@@ -104,6 +104,8 @@ def test_sft_all_pairs_every_non_english_record_with_its_english_copy(pairs):
     assert (copy["prompt"], copy["response"]) == (en["instruction"], en["response"])
     per_item = mix({"type": "sft_all", "english_copies": "per_item"}, pairs)
     assert data.composition(per_item) == {"en_copy": {"en": 10}, "sft": {lang: 10 for lang in LANGS}}
+    # metrics.json states how often the mix repeats an example: per_record copies each English item 5 times
+    assert data.distinct(ex) == {"en_copy": 10, "sft": 50} and data.distinct(per_item) == {"en_copy": 10, "sft": 50}
 
 
 def test_sft_mt_adds_one_translation_task_per_non_english_record(pairs):
@@ -115,26 +117,31 @@ def test_sft_mt_adds_one_translation_task_per_non_english_record(pairs):
     assert mt["response"] == hi["instruction_en"]
 
 
-@pytest.mark.parametrize("mode", ["en2x", "x2en", "x2x", "translation"])
+@pytest.mark.parametrize("mode", ["en2x", "x2en", "x2x", "x2x_split", "translation", "x2x+translation"])
 def test_crossin_modes(pairs, mode):
     ex = mix({"type": "crossin", "mode": mode, "size": 25}, pairs, seed=7)
     base = [e for e in ex if e["kind"] == "sft"]
     drawn = [e for e in ex if e["kind"] != "sft"]
     assert data.composition(base) == {"sft": {"en": 10}}  # base: the English records
-    assert len(drawn) == 25 and len({e["id"].split("|")[0] for e in drawn}) == 25  # without replacement
+    per_draw = {"x2x": 2, "x2x+translation": 3}.get(mode, 1)
+    assert len(drawn) == 25 * per_draw and len({e["id"].split("|")[0] for e in drawn}) == 25  # without replacement
+    if per_draw > 1:  # the release: every draw emits each kind, grouped by kind
+        records = [e["id"].split("|")[0] for e in drawn]
+        assert records[:25] == records[25:50] and len(set(e["id"] for e in drawn)) == len(drawn)
     kinds = {e["kind"]: 0 for e in drawn}
     for e in drawn:
         kinds[e["kind"]] += 1
         rec = next(p for p in pairs if p["id"] == e["id"].split("|")[0])
         t = rec["lang"]
         if e["kind"] == "en2x":
-            assert (e["prompt"], e["response"], e["lang"]) == (f"[{t}] {rec['instruction_en']}", rec["response"], t)
+            assert (e["prompt"], e["response"], e["lang"]) == (f"{rec['instruction_en']}\n[{t}]", rec["response"], t)
         elif e["kind"] == "x2en":
-            assert (e["prompt"], e["response"], e["lang"]) == (f"[en] {rec['instruction']}", rec["response_en"], "en")
+            assert (e["prompt"], e["response"], e["lang"]) == (f"{rec['instruction']}\n[en]", rec["response_en"], "en")
         else:
             assert e["prompt"] == "Translate the following sentence into English.\n" + rec["instruction"]
             assert e["response"] == rec["instruction_en"]
-    expected = {"x2x": {"en2x": 13, "x2en": 12}}.get(mode, {mode: 25})
+    expected = {"x2x_split": {"en2x": 13, "x2en": 12}, "x2x": {"en2x": 25, "x2en": 25},
+                "x2x+translation": {"en2x": 25, "x2en": 25, "translation": 25}}.get(mode, {mode: 25})  # fmt: skip
     assert kinds == expected
 
 
@@ -145,8 +152,11 @@ def test_crossin_sampling_is_seeded_and_sized(pairs):
     assert mix({"type": "crossin", "size": 20, "seed": 1}, pairs, seed=99) == a  # its own seed wins
     every = mix({"type": "crossin", "mode": "x2en", "base": "none"}, pairs)
     assert len(every) == 50 and {e["kind"] for e in every} == {"x2en"}
-    assert len(mix({"type": "crossin", "size": 5, "base": "all"}, pairs)) == 65
-    assert math.ceil(5 / 2) == sum(e["kind"] == "en2x" for e in mix({"type": "crossin", "size": 5}, pairs))
+    assert len(mix({"type": "crossin", "size": 5, "base": "all"}, pairs)) == 70  # 60 records + 5 draws x 2
+    split = mix({"type": "crossin", "size": 5, "mode": "x2x_split"}, pairs)
+    assert math.ceil(5 / 2) == sum(e["kind"] == "en2x" for e in split)
+    ours = mix({"type": "crossin", "size": 5, "mode": "en2x", "tag_template": "[{lang}] {instruction}"}, pairs)
+    assert all(e["prompt"].startswith(f"[{e['lang']}] ") for e in ours if e["kind"] == "en2x")
     with pytest.raises(TrainDataError, match=r"method 'm' \(type 'crossin'\): size 51 is larger than the 50"):
         mix({"type": "crossin", "size": 51}, pairs)
 

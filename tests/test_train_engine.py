@@ -92,6 +92,7 @@ def test_sft_saves_a_loadable_model_with_metrics(tmp_path, base, pairs):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 3 and [e["step"] for e in metrics["loss_curve"]] == [1, 2, 3]
     assert metrics["composition"] == {"sft": {lang: 6 for lang in ("ar", "en", "hi", "ru", "sw", "zh")}}
+    assert metrics["distinct_examples"] == {"sft": 36}  # no example repeated
     assert metrics["tokens"] > 0 and metrics["tokens_per_second"] > 0 and summary["final_loss"] > 0
     assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
     prov = json.loads((out / "model" / "provenance.json").read_text())

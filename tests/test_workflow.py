@@ -214,3 +214,12 @@ def test_layer_choice_table_and_plot(tiny_run):
     text = (tiny_run / "results/eval/tables/layers.md").read_text()
     assert "## tiny-llama - cc_tuning@matrix" in text and "| xnli | sw | " in text
     assert (tiny_run / "results/eval/figures/tiny-llama/layers.png").stat().st_size > 1000
+
+
+def test_connection_position_reruns_cc_tuning_only(tiny_run):
+    """models.<m>.connection_position reaches rules train (cc_tuning only), activations and generate."""
+    run = snakemake(tiny_run, "-n", override={"models": {"tiny-llama": {"connection_position": "release"}}})
+    jobs = planned_jobs(run)
+    assert jobs.get("train") == 1 and "results/tiny-llama/train/cc_tuning/metrics.json" in run.stdout
+    assert jobs.get("activations") == 1 and jobs.get("transform") == 1
+    assert "eval/sft/" not in run.stdout and "eval/cc_tuning@matrix/" in run.stdout

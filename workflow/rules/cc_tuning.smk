@@ -37,6 +37,7 @@ rule activations:
         ],
         batch_size=CC["batch_size"],
         device=CC["device"],
+        connection_position=lambda wc: connection_position(wc.model),
     script:
         "../scripts/activations.py"
 

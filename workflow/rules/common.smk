@@ -57,6 +57,13 @@ def model_dir(model):
     return f"resources/models/{model}"
 
 
+def connection_position(model):
+    """models.<model>.connection_position: where CC-Tuning's p sits in the templated prompt
+    (rules train, activations and generate pass it to crosstune.cc_tuning.connection).
+    """
+    return config["models"][model].get("connection_position", "last")
+
+
 def chat_template_file(model):
     """models.<model>.chat_template as a path: absolute, else relative to the working
     directory when it exists there, else to the repository (config/paper/chat_templates/).

@@ -68,7 +68,7 @@ rule generate:
             k: config["evaluation"]["likelihood"][k]
             for k in ("enabled", "continuation")
         },
-        cc_tuning=lambda wc: eval_cc_tuning(wc.method),
+        cc_tuning=lambda wc: eval_cc_tuning(wc.method, wc.model),
         resume_dir=f"{EVAL_DIR}/.resume",
     script:
         "../scripts/generate.py"

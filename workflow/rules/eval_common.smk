@@ -57,14 +57,20 @@ def eval_model_dir(model, row):
     return f"results/{model}/train/{method}/model"
 
 
-def eval_cc_tuning(row):
+def eval_cc_tuning(row, model=None):
     """CC-Tuning inference settings of an evaluation row, or None (not cc_tuning, or mode none)."""
     method, _, mode = row.partition(MODE_SEP)
     if not is_cc_tuning(method) or mode in ("", "none"):
         return None
     tau = crosstune.train.settings.resolve(config, method).get("tau", 1.0)
     layer_choice = config["evaluation"]["cc_tuning"]["layer_choice"]
-    return {"mode": mode, "layer_choice": layer_choice, "tau": tau}
+    position = connection_position(model) if model is not None else None
+    return {
+        "mode": mode,
+        "layer_choice": layer_choice,
+        "tau": tau,
+        "connection_position": position,
+    }
 
 
 def eval_transform(wildcards):

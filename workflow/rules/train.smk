@@ -52,6 +52,12 @@ rule train:
         # what can change the weights; the script resolves the full settings (with
         # save_steps, logging_steps...) from the config, so those rerun nothing
         settings=lambda wc: crosstune.train.settings.weight_settings(config, wc.method),
+        # cc_tuning only: the base model's connection position (None leaves other methods alone)
+        connection_position=lambda wc: (
+            connection_position(wc.model)
+            if config["methods"][wc.method]["type"] == "cc_tuning"
+            else None
+        ),
         seed=config["seed"],
         # the resume source: not an output, so a failed job leaves it for the rerun
         checkpoints=lambda wc: f"results/{wc.model}/train/{wc.method}/checkpoints",

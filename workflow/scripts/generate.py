@@ -36,7 +36,8 @@ if p.cc_tuning:  # CC-Tuning row in mode matrix or oracle: decode with the cross
     transform = snakemake.input.transform or None  # matrix mode only
     settings["cc_tuning"] = {**p.cc_tuning, "transform": transform}
     connection = Connection(model, tokenizer, snakemake.input.model, transform, p.cc_tuning["layer_choice"],
-                            p.cc_tuning["tau"], snakemake.config["seed"], mode=p.cc_tuning["mode"])  # fmt: skip
+                            p.cc_tuning["tau"], snakemake.config["seed"], mode=p.cc_tuning["mode"],
+                            position=p.cc_tuning["connection_position"])  # fmt: skip
 
 
 def finalize(tmp, stats):

@@ -21,7 +21,9 @@ run({
     "output": snakemake.output.model,
     "checkpoint_dir": snakemake.params.checkpoints,
     # params.settings plus the settings that cannot change the weights (save_steps...)
-    "settings": resolve(snakemake.config, snakemake.wildcards.method),
+    "settings": {**resolve(snakemake.config, snakemake.wildcards.method),
+                 **({"connection_position": snakemake.params.connection_position}
+                    if snakemake.params.connection_position else {})},
     "seed": snakemake.params.seed,
     "metrics": snakemake.output.metrics,
     "plot": snakemake.output.loss,

@@ -11,9 +11,12 @@ Two forward-hook context managers (they always remove their hooks on exit):
 Positions are indices into the *current call's* input (for a call that feeds
 only the last prompt token on top of a KV cache, that position is 0).
 
-p, the last prompt token, comes from the tokenizer's chat template: the prompt
-is the user turn rendered with ``add_generation_prompt=True`` and p is its last
-token (:func:`chat_prompt_ids`, :func:`tokenize_chat`).
+p comes from the tokenizer's chat template: the prompt is the user turn rendered
+with ``add_generation_prompt=True`` (:func:`chat_prompt_ids`) and p is one of its
+tokens, chosen by ``models.<m>.connection_position`` (:func:`tokens_after_p`):
+``last`` - its last token; ``release`` - the token the released code's
+LLaMA_Factory/train_utils/tag_locate.py picks (Llama 3: the last token; Qwen2: the
+"assistant" token, one before the end; Mistral: the token before ``[/INST]``).
 """
 
 from __future__ import annotations
@@ -163,6 +166,49 @@ def check_no_gradient_checkpointing(model: nn.Module) -> None:
 
 
 # --------------------------------------------------------------------------- chat template and p
+POSITIONS = ("last", "release")
+# The release's rule (tag_locate.py), per chat-template family: a marker token and the step from it.
+# It counts occurrences in its own templates (Llama 3: the 2nd <|end_header_id|>, no system turn;
+# Qwen2: the 3rd <|im_start|>, after the default system turn; Mistral: the 1st [/INST]); in a
+# one-turn prompt each is the marker's last occurrence, which is what is looked up here.
+RELEASE_MARKERS = (("<|end_header_id|>", 1), ("<|im_start|>", 1), ("[/INST]", -1))
+
+
+def tokens_after_p(tokenizer, prompt_ids: Sequence[int], position: str = "last") -> int:
+    """How many tokens of a templated prompt follow p (``connection_position``; 0 for ``last``).
+
+    ``release``: the marker of :data:`RELEASE_MARKERS` that occurs last in the prompt decides;
+    a ValueError names the setting when the prompt has none of them.
+    """
+    if position not in POSITIONS:
+        raise ValueError(f"connection_position must be one of {', '.join(POSITIONS)}, not {position!r}")
+    if position == "last":
+        return 0
+    ids = list(prompt_ids)
+    best = None  # (index of the marker, p)
+    for marker, step in RELEASE_MARKERS:
+        tid = tokenizer.convert_tokens_to_ids(marker)
+        if tid is None or tokenizer.convert_ids_to_tokens(tid) != marker or tid not in ids:
+            continue
+        at = len(ids) - 1 - ids[::-1].index(tid)
+        if best is None or at > best[0]:
+            best = (at, at + step)
+    if best is None or not 0 <= best[1] < len(ids):
+        raise ValueError("connection_position release: the templated prompt has none of the release's "
+                         f"marker tokens ({', '.join(m for m, _ in RELEASE_MARKERS)}; tag_locate.py knows the "
+                         "Llama 3, Qwen2 and Mistral templates): use connection_position: last")  # fmt: skip
+    return len(ids) - 1 - best[1]
+
+
+def common_tokens_after_p(tokenizer, prompts: Sequence[Sequence[int]], position: str = "last") -> int:
+    """:func:`tokens_after_p` of a batch of prompts, which must agree (left padding puts p in one column)."""
+    counts = sorted({tokens_after_p(tokenizer, x, position) for x in prompts})
+    if len(counts) != 1:
+        raise ValueError(f"connection_position {position}: p is {counts} tokens before the end of the prompts "
+                         "of one batch; the chat template must end every prompt alike")  # fmt: skip
+    return counts[0]
+
+
 def chat_prompt_ids(tokenizer, instruction: str) -> list[int]:
     """Token ids of the user turn rendered by the chat template with the generation prompt appended."""
     messages = [{"role": "user", "content": instruction}]
@@ -171,13 +217,14 @@ def chat_prompt_ids(tokenizer, instruction: str) -> list[int]:
 
 
 def tokenize_chat(tokenizer, instruction: str, response: str, max_length: int | None = None,
-                  truncation_side: str = "right") -> dict | None:  # fmt: skip
+                  truncation_side: str = "right", position: str = "last") -> dict | None:  # fmt: skip
     """``input_ids``, ``labels`` (prompt masked) and ``position`` p of an (instruction, response) pair.
 
     As the training engine's SFT tokenization: the chat-templated prompt
-    (generation prompt appended; p is its last token) + the response tokens +
-    eos. Truncation to ``max_length`` cuts the end (``right``) or the start
-    (``left``). None when truncation removed p or every response token.
+    (generation prompt appended; p chosen by ``position``, :func:`tokens_after_p`)
+    + the response tokens + eos. Truncation to ``max_length`` cuts the end
+    (``right``) or the start (``left``). None when truncation removed p or every
+    response token.
     """
     if truncation_side not in ("left", "right"):
         raise ValueError(f"truncation_side must be 'left' or 'right', not {truncation_side!r}")
@@ -185,14 +232,14 @@ def tokenize_chat(tokenizer, instruction: str, response: str, max_length: int | 
     answer = list(tokenizer(response, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
     ids = prompt + answer
     labels = [IGNORE_INDEX] * len(prompt) + answer
-    p = len(prompt) - 1
+    p = len(prompt) - 1 - tokens_after_p(tokenizer, prompt, position)
     if max_length is not None and len(ids) > max_length:
         cut = len(ids) - max_length
         if truncation_side == "right":
             ids, labels = ids[:max_length], labels[:max_length]
         else:
             ids, labels, p = ids[cut:], labels[cut:], p - cut
-    if p < 0 or all(t == IGNORE_INDEX for t in labels[1:]):
+    if not 0 <= p < len(ids) or all(t == IGNORE_INDEX for t in labels[1:]):
         return None
     return {"input_ids": ids, "labels": labels, "position": p}
 

@@ -14,9 +14,10 @@ added after decoder layer 0 at p.
 
 Fast path: positions before p do not see the connection (causal attention), so
 the prompt is prefilled once without it - capturing a_l at p on the way - the
-cache is cropped by one token and only position p is recomputed with c on top
-of the cached positions 0..p-1; ``generate`` then decodes from that cache. The
-cost over plain decoding is one extra single-token forward pass per batch.
+cache is cropped back to positions 0..p-1 and only p and the ``after`` tokens
+that follow it (``connection_position``: 0 for ``last``) are recomputed, with c
+added at p; ``generate`` then decodes from that cache. The cost over plain
+decoding is one extra forward pass of 1 + ``after`` tokens per batch.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from ..evaluate.decode import cache_io
 from .connection import (
     capture_mlp,
     chat_prompt_ids,
+    common_tokens_after_p,
     inject,
     input_embeddings,
     left_padded_position_ids,
     pad_batch,
     pad_token_id,
+    tokens_after_p,
     unwrap,
 )
 from .decision import DecisionMaker
@@ -88,8 +91,11 @@ def generate_batch(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *, mod
                    dm: DecisionMaker | None = None, matrices: dict | None = None,
                    langs: Sequence[str] | None = None, english_ids: Sequence[Sequence[int]] | None = None,
                    max_new_tokens: int = 40, layer_choice: str = "argmax", tau: float = 1.0,
-                   generator: torch.Generator | None = None, **generate_kwargs) -> dict:  # fmt: skip
-    """Greedy continuations of one batch of tokenized prompts: {"tokens": [[ids]], "layers": [l] or None}."""
+                   generator: torch.Generator | None = None, position: str = "last",
+                   **generate_kwargs) -> dict:  # fmt: skip
+    """Greedy continuations of one batch of tokenized prompts: {"tokens": [[ids]], "layers": [l] or None}.
+
+    p: ``position`` (``models.<m>.connection_position``, :func:`.connection.tokens_after_p`)."""
     if mode not in MODES:
         raise ValueError(f"cc_tuning inference mode must be one of {', '.join(MODES)}, not {mode!r}")
     device = next(model.parameters()).device
@@ -104,33 +110,36 @@ def generate_batch(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *, mod
         return {"tokens": _strip(seq[:, T:], eos), "layers": None}
     if dm is None:
         raise ValueError(f"cc_tuning inference mode {mode!r} needs the Decision Maker")
-    if T < 2:
-        raise ValueError("cc_tuning inference needs prompts of at least two tokens")
+    after = common_tokens_after_p(tokenizer, prompt_ids, position)  # tokens behind p
+    if T < 2 + after:
+        raise ValueError("cc_tuning inference needs at least one prompt token before p")
     position_ids = left_padded_position_ids(mask)
     cache, kw = new_cache(model), cache_io(unwrap(model))
-    last = torch.full((B,), T - 1, dtype=torch.long, device=device)
+    p = T - 1 - after  # left padding: p is the same column in every row
+    at_p = torch.full((B,), p, dtype=torch.long, device=device)
     if mode == "matrix":
         if langs is None and matrices is not None and SHARED in matrices:
             langs = [SHARED] * B  # one shared matrix: no languages needed
         if matrices is None or langs is None or len(langs) != B:
             raise ValueError("cc_tuning matrix mode needs the transform matrices and one language per prompt")
-        # plain prefill of 0..p capturing a_l at p, then forget p's keys/values
-        with capture_mlp(model, last) as cap:
+        # plain prefill of the prompt capturing a_l at p, then forget the keys/values from p on
+        with capture_mlp(model, at_p) as cap:
             model(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=True,
                   logits_to_keep=1, **{kw: cache})  # fmt: skip
-        drop_last_tokens(cache, 1)
+        drop_last_tokens(cache, 1 + after)
         a = map_activations(cap.stacked(), matrices, langs)
     else:  # oracle: the English prompts' own activations; the cache only needs 0..p-1
         if english_ids is None or len(english_ids) != B:
             raise ValueError("cc_tuning oracle mode needs one English prompt per prompt")
-        model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=position_ids[:, :-1],
+        model(input_ids=ids[:, :p], attention_mask=mask[:, :p], position_ids=position_ids[:, :p],
               use_cache=True, logits_to_keep=1, **{kw: cache})  # fmt: skip
-        a = prompt_activations(model, english_ids, pad)
-    e = input_embeddings(model, ids[:, -1])
+        a = prompt_activations(model, english_ids, pad, [tokens_after_p(tokenizer, x, position) for x in english_ids])
+    e = input_embeddings(model, ids[:, p])
     c, s = dm(a, e.to(a.dtype), choice=layer_choice, tau=tau, generator=generator)
-    # generate() feeds the one uncached token (p) first: the connection goes there, once
-    minus_one = torch.full((B,), -1, dtype=torch.long, device=device)
-    with inject(model, minus_one, c, calls=1):
+    # generate() feeds the uncached tokens (p and the `after` tokens behind it) first: the
+    # connection goes to p in that call only
+    first = torch.full((B,), -1 - after, dtype=torch.long, device=device)
+    with inject(model, first, c, calls=1):
         seq = model.generate(input_ids=ids, attention_mask=mask, **{kw: cache}, **gen)
     return {"tokens": _strip(seq[:, T:], eos), "layers": s.argmax(-1).tolist()}
 
@@ -139,7 +148,7 @@ def generate(model, tokenizer, prompts: Sequence[str], *, mode: str = "matrix", 
              matrices: dict | None = None, langs: Sequence[str] | None = None,
              english_prompts: Sequence[str] | None = None, batch_size: int = 8, max_new_tokens: int = 40,
              layer_choice: str = "argmax", tau: float = 1.0, seed: int = 0, progress: bool = False,
-             **generate_kwargs) -> list[dict]:  # fmt: skip
+             position: str = "last", **generate_kwargs) -> list[dict]:  # fmt: skip
     """Generate for chat-templated prompts in length-sorted batches; one dict per prompt, in input order:
     {"text", "tokens", "layer"} (layer: the Decision Maker's choice, None in mode none)."""
     from tqdm.auto import tqdm
@@ -160,7 +169,7 @@ def generate(model, tokenizer, prompts: Sequence[str], *, mode: str = "matrix", 
             langs=[langs[i] for i in chunk] if langs is not None else None,
             english_ids=[en_ids[i] for i in chunk] if en_ids is not None else None,
             max_new_tokens=max_new_tokens, layer_choice=layer_choice, tau=tau, generator=generator,
-            **generate_kwargs,
+            position=position, **generate_kwargs,
         )  # fmt: skip
         for j, i in enumerate(chunk):
             toks = out["tokens"][j]

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def activations_stage(model_dir: str | Path, pairs: str | Path, output: str | Path, *, n_pairs: int | None,
                       seed: int, languages: list[str] | None = None, batch_size: int = 8,
-                      device: str = "auto") -> dict:  # fmt: skip
+                      device: str = "auto", position: str = "last") -> dict:  # fmt: skip
     """Write the activations file; return what was drawn (``n``, ``n_available``, ``langs`` counts, ...)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -47,15 +47,16 @@ def activations_stage(model_dir: str | Path, pairs: str | Path, output: str | Pa
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
     t0 = time.perf_counter()
-    source, target = tf.pair_activations(model, tokenizer, chosen, batch_size=batch_size, progress=True)
+    source, target = tf.pair_activations(model, tokenizer, chosen, batch_size=batch_size, progress=True,
+                                           position=position)  # fmt: skip
     info = {"n": len(chosen), "n_requested": n_pairs, "n_available": len(pool), "seed": seed,
             "languages": dict(sorted(Counter(r["lang"] for r in chosen).items())),
-            "num_layers": source.shape[1], "hidden_size": source.shape[2], "device": device,
+            "connection_position": position, "num_layers": source.shape[1], "hidden_size": source.shape[2], "device": device,
             "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
     log.info("activations of %d pairs (%s): (N, L, d) = %s in %.1fs", len(chosen), info["languages"],
              tuple(source.shape), info["seconds"])  # fmt: skip
     meta = {"model": str(model_dir), "pairs": str(pairs), "seed": str(seed), "n_requested": str(n_pairs),
-            "n_available": str(len(pool))}  # fmt: skip
+            "n_available": str(len(pool)), "connection_position": position}  # fmt: skip
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     tf.save_activations(output, source, target, [r["id"] for r in chosen], [r["lang"] for r in chosen], meta)
     return info

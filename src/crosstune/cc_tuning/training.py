@@ -1,7 +1,7 @@
 """One CC-Tuning training step on a batch of triples (x, y, x_en).
 
 1. English pass: the batch of English prompts (right padded) runs once; every
-   layer's FFN output is captured at each sequence's own last prompt token.
+   layer's FFN output is captured at each sequence's own p (``connection_position``).
    Faithful: with gradient; ``english_pass: detached`` runs it under no_grad.
 2. Decision Maker on u = mean_l(a_l) + e_p picks one layer per sequence.
 3. Non-English pass over (x, y) with c = sum_l s_l a_l added after decoder

@@ -1,4 +1,4 @@
-"""Activations at the last prompt token and the least-squares Transform Matrix.
+"""Activations at p (the connection position) and the least-squares Transform Matrix.
 
 ``extract_activations`` runs prompts through the model WITHOUT connection and
 returns every layer's FFN output at p: (N, L, d). Stacking samples and layers
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from .connection import capture_mlp, chat_prompt_ids, pad_batch, pad_token_id
+from .connection import capture_mlp, chat_prompt_ids, pad_batch, pad_token_id, tokens_after_p
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,15 @@ SHARED = "all"  # key of the one shared matrix
 
 # --------------------------------------------------------------------------- activations
 @torch.no_grad()
-def prompt_activations(model, prompt_ids: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
-    """(B, L, d) FFN outputs at the last token of each tokenized prompt; one right-padded batch."""
+def prompt_activations(model, prompt_ids: Sequence[Sequence[int]], pad_id: int,
+                       after: int | Sequence[int] = 0) -> torch.Tensor:  # fmt: skip
+    """(B, L, d) FFN outputs at p of each tokenized prompt; one right-padded batch.
+
+    p is the last token, or ``after`` tokens before it (one count for all or one per prompt)."""
     ids, mask, _ = pad_batch(prompt_ids, pad_id, "right")
     device = next(model.parameters()).device
     ids, mask = ids.to(device), mask.to(device)
-    positions = mask.sum(1) - 1
+    positions = mask.sum(1) - 1 - torch.as_tensor(after, dtype=torch.long, device=device)
     with capture_mlp(model, positions) as cap:
         model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=1)
     return cap.stacked()
@@ -53,7 +56,7 @@ def prompt_activations(model, prompt_ids: Sequence[Sequence[int]], pad_id: int) 
 
 @torch.no_grad()
 def extract_activations(model, tokenizer, prompts: Sequence[str], batch_size: int = 8,
-                        progress: bool = False) -> torch.Tensor:  # fmt: skip
+                        progress: bool = False, position: str = "last") -> torch.Tensor:  # fmt: skip
     """(N, L, d) float32 CPU tensor: each chat-templated prompt's FFN outputs at p, in input order.
 
     Prompts are batched by length (less padding); no connection is applied.
@@ -63,12 +66,13 @@ def extract_activations(model, tokenizer, prompts: Sequence[str], batch_size: in
     was_training = model.training
     model.eval()
     ids = [chat_prompt_ids(tokenizer, p) for p in prompts]
+    after = [tokens_after_p(tokenizer, x, position) for x in ids]  # models.<m>.connection_position
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out: list[torch.Tensor | None] = [None] * len(ids)
     pad = pad_token_id(tokenizer)
     for start in tqdm(range(0, len(order), batch_size), desc="activations", disable=not progress):
         chunk = order[start : start + batch_size]
-        acts = prompt_activations(model, [ids[i] for i in chunk], pad).float().cpu()
+        acts = prompt_activations(model, [ids[i] for i in chunk], pad, [after[i] for i in chunk]).float().cpu()
         for j, i in enumerate(chunk):
             out[i] = acts[j]
     model.train(was_training)
@@ -93,11 +97,12 @@ def sample_pairs(pairs: Sequence[dict], n: int, seed: int, include_english: bool
     return sorted(chosen, key=lambda r: r["id"])
 
 
-def pair_activations(model, tokenizer, pairs: Sequence[dict], batch_size: int = 8,
-                     progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def pair_activations(model, tokenizer, pairs: Sequence[dict], batch_size: int = 8, progress: bool = False,
+                     position: str = "last") -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """(source, target): FFN outputs at p of each pair's instruction and of its English instruction."""
-    source = extract_activations(model, tokenizer, [r["instruction"] for r in pairs], batch_size, progress)
-    target = extract_activations(model, tokenizer, [r["instruction_en"] for r in pairs], batch_size, progress)
+    source = extract_activations(model, tokenizer, [r["instruction"] for r in pairs], batch_size, progress, position)
+    target = extract_activations(model, tokenizer, [r["instruction_en"] for r in pairs], batch_size, progress,
+                                 position)  # fmt: skip
     return source, target
 
 

@@ -3,7 +3,8 @@
 A method of type ``cc_tuning`` is scored in three inference modes, each its own
 row (``cc_tuning@matrix`` ...): ``none`` is plain decoding (no :class:`Connection`),
 and this class serves the other two. For each prompt, FFN outputs a_l (one per
-layer) are taken at p, the last prompt token:
+layer) are taken at p (``position``: ``models.<m>.connection_position``, the last
+prompt token or ``after`` tokens before it; :func:`..cc_tuning.connection.tokens_after_p`):
 
 * ``matrix`` - the paper's monolingual setting: from a plain pass over the
   prompt itself, mapped by the Transform Matrix, a'_l = a_l X;
@@ -41,7 +42,9 @@ MODES = ("matrix", "oracle")
 
 class Connection:
     def __init__(self, model, tokenizer, model_dir: str | Path, transform: str | Path | None = None,
-                 layer_choice: str = "argmax", tau: float = 1.0, seed: int = 0, mode: str = "matrix"):  # fmt: skip
+                 layer_choice: str = "argmax", tau: float = 1.0, seed: int = 0, mode: str = "matrix",
+                 position: str = "last"):  # fmt: skip
+        from ..cc_tuning.connection import chat_prompt_ids, tokens_after_p
         from ..cc_tuning.decision import load_decision_maker
         from ..cc_tuning.transform import load_transform
 
@@ -56,7 +59,9 @@ class Connection:
         self.model, self.tokenizer, self.mode = model, tokenizer, mode
         self.dm = load_decision_maker(path, device=device)
         self.matrices = load_transform(transform) if mode == "matrix" else None
-        self.layer_choice, self.tau = layer_choice, tau
+        self.layer_choice, self.tau, self.position = layer_choice, tau, position
+        # tokens of the template's generation prompt behind p (the same for every prompt)
+        self.after = tokens_after_p(tokenizer, chat_prompt_ids(tokenizer, "Hello?"), position)
         self.generator = torch.Generator(device=device).manual_seed(seed) if layer_choice == "gumbel" else None
 
     @property
@@ -74,16 +79,17 @@ class Connection:
         return generate_batch(self.model, self.tokenizer, prompt_ids, mode=self.mode, dm=self.dm,
                               matrices=self.matrices, langs=[lang] * len(prompt_ids), english_ids=english_ids,
                               max_new_tokens=max_new_tokens, layer_choice=self.layer_choice, tau=self.tau,
-                              generator=self.generator)  # fmt: skip
+                              generator=self.generator, position=self.position)  # fmt: skip
 
     def prompt_pass(self, lang: str, english_ids: Sequence[Sequence[int]] | None = None):
         """``(run, layers)``: ``run`` is a prompt pass for :func:`.generation.generate_and_score`
-        (prompt i's tokens after what its cache holds, appended to the cache, c injected at p: the
-        last token), ``layers[i]`` the layer the Decision Maker chose for prompt i.
+        (prompt i's tokens after what its cache holds, appended to the cache, c injected at p),
+        ``layers[i]`` the layer the Decision Maker chose for prompt i.
 
         matrix: a plain pass over the tokens captures a_l at p, p is forgotten and run again with
         c = a'_l; oracle: a plain pass up to p-1, a_l from prompt i's English prompt
-        (``english_ids[i]``), then p with c. Positions before p never see c (causal attention).
+        (``english_ids[i]``), then p with c. Positions before p never see c (causal attention);
+        the ``after`` tokens behind p run again with it.
         """
         from ..cc_tuning.connection import capture_mlp, pad_token_id
         from ..cc_tuning.inference import map_activations
@@ -93,28 +99,31 @@ class Connection:
         if self.needs_english and english_ids is None:
             raise ValueError("cc_tuning oracle mode needs one English prompt per prompt")
         layers: dict[int, int] = {}
-        last = torch.tensor([-1])
+        k = self.after + 1  # p and the tokens behind it: the last k of the prompt
+        first = torch.tensor([-k])
 
         def run(model, i, x, positions, cache):
+            if x.shape[1] < k:
+                raise ValueError(f"cc_tuning: prompt {i}'s uncached tokens do not reach back to p")
             if self.mode == "oracle":
-                if x.shape[1] > 1:  # the positions before p
-                    decode.plain_pass(model, i, x[:, :-1], positions[:, :-1], cache)
-                a = prompt_activations(model, [english_ids[i]], pad_token_id(self.tokenizer))
+                if x.shape[1] > k:  # the positions before p
+                    decode.plain_pass(model, i, x[:, :-k], positions[:, :-k], cache)
+                a = prompt_activations(model, [english_ids[i]], pad_token_id(self.tokenizer), self.after)
             else:
-                with capture_mlp(model, torch.tensor([x.shape[1] - 1])) as cap:
+                with capture_mlp(model, torch.tensor([x.shape[1] - k])) as cap:
                     decode.plain_pass(model, i, x, positions, cache)
-                cache.crop(-1)  # p runs again below, with the connection
+                cache.crop(-k)  # p and what follows run again below, with the connection
                 a = map_activations(cap.stacked(), self.matrices, [lang])
-            c, chosen = self._choose(a, x[:, -1])
+            c, chosen = self._choose(a, x[:, -k])
             layers[i] = int(chosen.argmax(-1)[0])
-            with inject(model, last, c, calls=1):
-                return decode.plain_pass(model, i, x[:, -1:], positions[:, -1:], cache)
+            with inject(model, first, c, calls=1):
+                return decode.plain_pass(model, i, x[:, -k:], positions[:, -k:], cache)
 
         return run, layers
 
     def vectors(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, lang: str,
                 english_ids: Sequence[Sequence[int]] | None = None) -> torch.Tensor:  # fmt: skip
-        """c for each left-padded prompt (its last column is p): from a plain pass over the prompt
+        """c for each left-padded prompt (p: column ``-1 - after``): from a plain pass over the prompt
         (matrix) or over its English prompt (oracle)."""
         from ..cc_tuning.connection import capture_mlp, pad_token_id
         from ..cc_tuning.inference import map_activations
@@ -123,13 +132,17 @@ class Connection:
         if self.mode == "oracle":
             if english_ids is None or len(english_ids) != ids.shape[0]:
                 raise ValueError("cc_tuning oracle mode needs one English prompt per prompt")
-            a = prompt_activations(self.model, english_ids, pad_token_id(self.tokenizer))
+            a = prompt_activations(self.model, english_ids, pad_token_id(self.tokenizer), self.after)
         else:
-            last = torch.full((ids.shape[0],), ids.shape[1] - 1, dtype=torch.long, device=ids.device)
-            with torch.no_grad(), capture_mlp(self.model, last) as cap:
+            at_p = torch.full((ids.shape[0],), self.p_column(ids), dtype=torch.long, device=ids.device)
+            with torch.no_grad(), capture_mlp(self.model, at_p) as cap:
                 self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
             a = map_activations(cap.stacked(), self.matrices, [lang] * ids.shape[0])
-        return self._choose(a, ids[:, -1])[0]
+        return self._choose(a, ids[:, self.p_column(ids)])[0]
+
+    def p_column(self, ids: torch.Tensor) -> int:
+        """p's column in a left-padded batch of prompts."""
+        return ids.shape[1] - 1 - self.after
 
     def _choose(self, a: torch.Tensor, p_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The Decision Maker on u = mean_l(a_l) + e_p: (c, the one-hot choice of layer) per row."""
@@ -149,8 +162,8 @@ class Connection:
             if self.needs_english:  # each row's prompt without its left padding names its English prompt
                 english = [english_of[tuple(row[m.bool()].tolist())] for row, m in zip(ids, mask, strict=True)]
             c = self.vectors(ids, mask, positions, lang, english)
-            last = torch.full((ids.shape[0],), ids.shape[1] - 1, dtype=torch.long, device=ids.device)
-            with inject(self.model, last, c, calls=1):
+            at_p = torch.full((ids.shape[0],), self.p_column(ids), dtype=torch.long, device=ids.device)
+            with inject(self.model, at_p, c, calls=1):
                 yield
 
         return hook

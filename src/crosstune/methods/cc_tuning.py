@@ -10,12 +10,16 @@ non-English pass with the connection
 the extra module ``decision_maker`` (saved as ``decision_maker.safetensors``).
 
 Settings (``methods.<name>`` with ``type: cc_tuning``): ``languages`` (null:
-every language of the pairs, English records as (x, y, x) triples - the data of
-``sft``), ``english_pass`` (faithful | detached), ``tau`` (Gumbel-softmax
+every language of the pairs - the data of ``sft``), ``english`` (``self``: English
+records train as (x, y, x) triples, connected to their own English pass - the
+release, whose parallel file is its SFT data with an English column; ``none``:
+left out, the connection only ever cross-lingual), ``english_pass`` (faithful | detached), ``tau`` (Gumbel-softmax
 temperature, 1.0), ``mix`` (null, or a data-level method - ``sft_all``,
 ``sft_mt``, ``crossin``, ... - whose mix gives the (x, y) records: the paper's
 "complement to data augmentation"; x_en is that method's English version of each
-prompt, :meth:`~crosstune.methods.sft.Sft.english_prompt`).
+prompt, :meth:`~crosstune.methods.sft.Sft.english_prompt`). ``connection_position``
+(last | release, where p sits in the templated prompt) is the base model's setting
+(``models.<m>.connection_position``), which rule train adds to the method's settings.
 
 The CC-Tuning library (and torch) is imported inside the hooks, so importing
 the method registry stays light (the Snakefile reads it to check the config).
@@ -30,7 +34,7 @@ class CCTuning(Method):
     name = "cc_tuning"
     # mix: null, or the resolved settings of the data-level method whose examples it trains on
     # (crosstune.train.settings.resolve turns the configured name into them)
-    defaults = {"languages": None, "english_pass": "faithful", "tau": 1.0, "mix": None}
+    defaults = {"languages": None, "english": "self", "english_pass": "faithful", "tau": 1.0, "mix": None}
     supports_packing = False  # p indexes each row: one example per row
     ddp_find_unused_parameters = False
 
@@ -43,22 +47,28 @@ class CCTuning(Method):
         except ValueError as e:
             raise TrainDataError(str(e)) from None
         languages = settings.get("languages")
+        english = settings.get("english", "self")
+        if english not in ("self", "none"):
+            raise TrainDataError(f"english must be self or none, not {english!r}")
+        position = settings.get("connection_position") or "last"
+        where = {} if position == "last" else {"connection_position": position}  # the default adds nothing
         if settings.get("mix"):
             return self.mixed_examples([r for r in pairs if languages is None or r["lang"] in languages],
-                                       settings["mix"], seed)  # fmt: skip
+                                       settings["mix"], seed, where)  # fmt: skip
         out = []
         for r in pairs:
-            if languages is not None and r["lang"] not in languages:
+            if (languages is not None and r["lang"] not in languages) or (r["lang"] == "en" and english == "none"):
                 continue
             x_en = r.get("instruction_en")
             if not isinstance(x_en, str) or not x_en.strip():
                 raise TrainDataError(f"pair record {r.get('id')!r} ({r.get('lang')}) has no instruction_en, "
                                      "needed for cc_tuning's English pass")  # fmt: skip
             out.append({"id": r["id"], "prompt": r["instruction"], "response": r["response"], "lang": r["lang"],
-                        "kind": "cc_tuning", "prompt_en": x_en})  # fmt: skip
+                        "kind": "self_connection" if r["lang"] == "en" else "cc_tuning", "prompt_en": x_en,
+                        **where})  # fmt: skip
         return out
 
-    def mixed_examples(self, pairs: list[dict], mix: dict, seed: int) -> list[dict]:
+    def mixed_examples(self, pairs: list[dict], mix: dict, seed: int, where: dict) -> list[dict]:
         """The data-level method's examples, each with the English version of its prompt as ``prompt_en``."""
         from . import METHODS
 
@@ -69,21 +79,23 @@ class CCTuning(Method):
         by_id = {r["id"]: r for r in pairs}
         # a derived example's id is its pair record's id + "|kind" (crosstune.methods.sft.example)
         return [{**ex, "kind": f"cc_tuning+{ex['kind']}",
-                 "prompt_en": method.english_prompt(by_id[ex["id"].split("|")[0]], ex["kind"], mix)}
+                 "prompt_en": method.english_prompt(by_id[ex["id"].split("|")[0]], ex["kind"], mix), **where}
                 for ex in examples]  # fmt: skip
 
     def tokenize(self, example, tokenizer, max_length, truncation_side) -> dict | None:
         if not example["response"].strip():
             raise TrainDataError(f"example {example['id']!r} has an empty response")
-        from ..cc_tuning.connection import chat_prompt_ids, tokenize_chat
+        from ..cc_tuning.connection import chat_prompt_ids, tokenize_chat, tokens_after_p
 
-        x = tokenize_chat(tokenizer, example["prompt"], example["response"], max_length, truncation_side)
+        position = example.get("connection_position", "last")
+        x = tokenize_chat(tokenizer, example["prompt"], example["response"], max_length, truncation_side, position)
         if x is None:  # truncation removed p or every response token: the engine drops it
             return None
         en = chat_prompt_ids(tokenizer, example["prompt_en"])
+        after = tokens_after_p(tokenizer, en, position)
         if max_length is not None and len(en) > max_length:
-            en = en[len(en) - max_length :]  # keep the end: p is the last prompt token
-        return {**x, "en_input_ids": en, "en_position": len(en) - 1}
+            en = en[len(en) - max_length :]  # keep the end, where p is
+        return {**x, "en_input_ids": en, "en_position": len(en) - 1 - after}
 
     def collate(self, features, tokenizer) -> dict:
         import torch

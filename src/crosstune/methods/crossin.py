@@ -2,17 +2,26 @@
 
 A *draw* is one non-English pair record (an item index i and a target language t).
 ``size`` draws are sampled without replacement with ``seed`` (null: every
-non-English record, shuffled), and each emits one example according to ``mode``:
+non-English record, shuffled), and each emits examples according to ``mode``:
 
 * ``en2x``        - English instruction tagged with ``[t]``, response in t;
 * ``x2en``        - instruction in t tagged with ``[en]``, English response;
-* ``x2x``         - both directions: the first ceil(size/2) draws en2x, the rest x2en;
-* ``translation`` - ``translation_template`` + instruction in t -> the English instruction.
+* ``x2x``         - both directions: every draw emits an en2x and an x2en example
+  (the release, CrossIn's build_dataset_with_alignment.py);
+* ``x2x_split``   - both directions, one example per draw (our earlier choice): the
+  first ceil(size/2) draws en2x, the rest x2en - half the examples of ``x2x``;
+* ``translation`` - ``translation_template`` + instruction in t -> the English instruction;
+* ``x2x+translation`` - every draw emits en2x, x2en and translation: what the
+  release's builder writes (its modes 1, 2 and 3; the paper's "integration of
+  translation data").
 
+Examples come grouped by kind in that order, as the release concatenates them.
 The CrossIn examples are added to a base mix (``base``): ``en`` the English
 records (the paper's English SFT data, default), ``all`` every record, ``none``.
-The tag format (``tag_template``) is not given by the paper; ours puts the
-language code in brackets before the instruction.
+The tag (``tag_template``) is the release's: ``"\n[t]"`` appended after the
+input (``{instruction}\n[{lang}]``); ``[{lang}] {instruction}`` was our earlier
+choice. A draw is a (record, language) pair without replacement; the release
+draws an item and a language independently, with replacement.
 """
 
 from __future__ import annotations
@@ -23,18 +32,21 @@ import random
 from .base import Method, TrainDataError
 from .sft import english_instruction, example, require, select
 
-MODES = ("en2x", "x2en", "x2x", "translation")
+# the kinds of example each draw emits, per mode (x2x_split: see build_examples)
+KINDS = {"en2x": ("en2x",), "x2en": ("x2en",), "x2x": ("en2x", "x2en"), "translation": ("translation",),
+         "x2x+translation": ("en2x", "x2en", "translation")}  # fmt: skip
+MODES = (*KINDS, "x2x_split")
 
 
 class CrossIn(Method):
     name = "crossin"
     defaults = {
-        "mode": "x2x",  # en2x | x2en | x2x | translation
+        "mode": "x2x",  # en2x | x2en | x2x | x2x_split | translation | x2x+translation
         "size": None,  # number of draws (null: every non-English record)
         "seed": None,  # sampling seed (null: the global seed)
         "base": "en",  # en | all | none: the mix the CrossIn examples are added to
         "languages": None,  # target languages drawn from (null: all in the pairs)
-        "tag_template": "[{lang}] {instruction}",
+        "tag_template": "{instruction}\n[{lang}]",  # the release's tag, after the input
         "translation_template": "Translate the following sentence into English.\n{instruction}",
     }
     supports_packing = True
@@ -51,12 +63,12 @@ class CrossIn(Method):
                 f"size {size} is larger than the {len(candidates)} non-English pair records to draw from"
             )
         draws = random.Random(seed).sample(candidates, size)
-        if mode == "x2x":
+        if mode == "x2x_split":
             half = math.ceil(size / 2)
-            kinds = ["en2x"] * half + ["x2en"] * (size - half)
-        else:
-            kinds = [mode] * size
-        mixed = [self.emit(r, kind, settings) for r, kind in zip(draws, kinds, strict=True)]
+            mixed = [self.emit(r, "en2x", settings) for r in draws[:half]]
+            mixed += [self.emit(r, "x2en", settings) for r in draws[half:]]
+        else:  # every draw emits each kind of the mode, grouped by kind
+            mixed = [self.emit(r, kind, settings) for kind in KINDS[mode] for r in draws]
         base = {"en": [r for r in pairs if r["lang"] == "en"], "all": list(pairs), "none": []}.get(settings["base"])
         if base is None:
             raise TrainDataError(f"base must be en, all or none, not {settings['base']!r}")

@@ -48,6 +48,15 @@ def composition(examples: list[dict]) -> dict[str, dict[str, int]]:
     return {kind: dict(sorted(c.items())) for kind, c in sorted(out.items())}
 
 
+def distinct(examples: list[dict]) -> dict[str, int]:
+    """Distinct (prompt, response) examples per kind: with ``composition``, how often the mix repeats one
+    (sft_all's per_record English copies: one item translated into 21 languages is copied 21 times)."""
+    out: dict[str, set] = defaultdict(set)
+    for ex in examples:
+        out[ex.get("kind", "example")].add((ex["prompt"], ex["response"]))
+    return {kind: len(s) for kind, s in sorted(out.items())}
+
+
 def tokenize(method: Method, examples: list[dict], tokenizer, settings: dict) -> tuple[list[dict], list[str]]:
     """Features of every example; also the ids dropped because truncation removed their response."""
     t = settings["train"]

@@ -295,7 +295,8 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
     summary = {
         "method": settings["name"], "type": settings["type"], "init_from": settings.get("init_from"),
         "start_model": str(model_dir), "examples": len(examples),
-        "composition": data.composition(examples), "dropped_truncated": len(dropped), "sequences": len(features),
+        "composition": data.composition(examples), "distinct_examples": data.distinct(examples),
+        "dropped_truncated": len(dropped), "sequences": len(features),
         "parameters": counts, "num_processes": trainer.accelerator.num_processes,
         "steps": state.global_step, "epochs": state.epoch, "resumed_from": resume.name if resume else None,
         # whole run (resumed sessions included): tokens, train_loss; this session only: seconds, throughput
