@@ -76,8 +76,12 @@ def attach_extra(model, modules: dict) -> None:
 
 
 def parameter_counts(model) -> dict[str, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    # a parameter loaded partitioned under DeepSpeed ZeRO-3 (zero3_init_flag) is empty; ds_numel is its size
+    def size(p):
+        return getattr(p, "ds_numel", p.numel())
+
+    trainable = sum(size(p) for p in model.parameters() if p.requires_grad)
+    total = sum(size(p) for p in model.parameters())
     return {"trainable": trainable, "total": total}
 
 
