@@ -100,7 +100,7 @@ def main() -> None:
     base = build_tiny_model("llama", tok, seed=0, **SIZES[args.size])
 
     plain = features
-    features = method.prepare(base, tok, plain, settings)
+    features = method.with_reference(base, tok, plain, settings)
     chunks = [features[i : i + args.batch] for i in range(0, len(features), args.batch)]
     clo_batches = [method.collate(c, tok) for c in chunks]
     sft_batches = [sft_batch(c, tok.pad_token_id) for c in chunks]
@@ -132,7 +132,7 @@ def main() -> None:
         "clo_ref_in_step": (make_step(model_with(attention), clo_in_step), clo_batches),
     }
     # the one-off reference pass over all the data, counted per batch of data
-    variants["prepare"] = (lambda _: method.prepare(frozen, tok, plain, settings), [None])
+    variants["prepare"] = (lambda _: method.with_reference(frozen, tok, plain, settings), [None])
     for step, batches in variants.values():  # warm-up
         step(batches[0])
     times = {k: [] for k in variants}

@@ -132,7 +132,9 @@ def test_tokenize_masks_prompts_and_shares_them(tiny_tokenizer, features):
 
 def test_collate_orders_chosen_then_rejected(tiny_tokenizer, features):
     batch = CLOMethod().collate(features[:2], tiny_tokenizer)
-    assert batch["input_ids"].shape[0] == 8 and "labels" not in batch
+    assert batch["input_ids"].shape[0] == 8 and "labels" not in SFTDPOMethod().collate(features[:2], tiny_tokenizer)
+    # CLO's labels, the tokens the Trainer counts for the NLL: y_t given x_t rows only (chosen, target)
+    assert torch.equal(batch["labels"], batch["response_labels"][[0, 2]])
     order = [features[0]["chosen_input_ids"][0], features[0]["chosen_input_ids"][1],
              features[1]["chosen_input_ids"][0], features[1]["chosen_input_ids"][1],
              features[0]["rejected_input_ids"][0]]  # fmt: skip
@@ -237,8 +239,8 @@ def test_reference_is_cached_frozen_and_only_attention_trains(tiny_tokenizer, fe
     before = {k: v.clone() for k, v in model.state_dict().items()}
     base = copy.deepcopy(model)
 
-    ds = method.prepare(model, tiny_tokenizer, datasets.Dataset.from_list(features), settings)
-    assert model.training  # prepare restores the mode
+    ds = method.with_reference(model, tiny_tokenizer, datasets.Dataset.from_list(features), settings)
+    assert model.training  # the reference pass restores the mode
     cached = {c: ds[c] for c in REF_COLUMNS}
     # the cache is the base model's log-probs
     f = features[0]
@@ -248,7 +250,7 @@ def test_reference_is_cached_frozen_and_only_attention_trains(tiny_tokenizer, fe
     adamw_steps(method, model, ds, tiny_tokenizer, settings)
 
     assert {c: ds[c] for c in REF_COLUMNS} == cached
-    recomputed = method.prepare(base, tiny_tokenizer, datasets.Dataset.from_list(features), settings)
+    recomputed = method.with_reference(base, tiny_tokenizer, datasets.Dataset.from_list(features), settings)
     for c in REF_COLUMNS:  # a fresh pass of the frozen base model gives the cached values
         assert sum(recomputed[c], []) == pytest.approx(sum(cached[c], []), rel=1e-6)
     # ... while the policy moved away from it
@@ -264,7 +266,7 @@ def test_sft_dpo_is_the_preference_term_alone(tiny_tokenizer, features):
     model = tiny(tiny_tokenizer)
     dpo, clo = SFTDPOMethod(), CLOMethod()
     assert dpo.defaults["init_from"] == "sft" and "lambda" not in dpo.defaults
-    feats = dpo.prepare(model, tiny_tokenizer, [dict(f) for f in features[:2]], {})
+    feats = dpo.with_reference(model, tiny_tokenizer, [dict(f) for f in features[:2]], {})
     batch = dpo.collate(feats, tiny_tokenizer)
     got = dpo.compute_loss(model, batch, torch.nn.ModuleDict(), settings_for(dpo))
     want = clo.compute_loss(model, batch, torch.nn.ModuleDict(), settings_for(clo, **{"lambda": 0.0}))
@@ -273,14 +275,14 @@ def test_sft_dpo_is_the_preference_term_alone(tiny_tokenizer, features):
     assert got.item() == pytest.approx(math.log(2), abs=1e-4) and len(feats) == 2
     got.backward()  # ... and its gradient pushes the margins apart: -beta/2 * d(margin)
     assert sum(p.grad.abs().sum().item() for p in model.parameters() if p.grad is not None) > 0
-    with pytest.raises(RuntimeError, match="prepare"):
+    with pytest.raises(RuntimeError, match="reference_table"):
         dpo.compute_loss(model, dpo.collate(features[:1], tiny_tokenizer), torch.nn.ModuleDict(), settings_for(dpo))
 
 
 def test_reference_pass_follows_bf16_autocast(tiny_tokenizer, features):
     model, method = tiny(tiny_tokenizer), CLOMethod()
-    fp32 = method.prepare(model, tiny_tokenizer, features[:2], {"train": {"bf16": False}})
-    bf16 = method.prepare(model, tiny_tokenizer, features[:2], {"train": {"bf16": True}})
+    fp32 = method.with_reference(model, tiny_tokenizer, features[:2], {"train": {"bf16": False}})
+    bf16 = method.with_reference(model, tiny_tokenizer, features[:2], {"train": {"bf16": True}})
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         seq, _ = method.forward_logps(model, method.collate(features[:2], tiny_tokenizer))
     assert [v for f in bf16 for v in f["ref_chosen_logps"]] == pytest.approx(seq[:4].tolist(), rel=1e-5)

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from crosstune.config import ConfigError
 from crosstune.methods import METHODS, TrainDataError
-from crosstune.methods.clo import REF_COLUMNS, CLOMethod, SFTDPOMethod
+from crosstune.methods.clo import CLOMethod, SFTDPOMethod
 from crosstune.train import engine
 from crosstune.train.settings import check, init_from
 
@@ -31,11 +31,15 @@ def run(tmp_path, model_dir, pairs, s, tag):
 
 
 class RecordingDPO(SFTDPOMethod):
-    """sft_dpo that keeps the dataset after prepare (the cached reference log-probs)."""
+    """sft_dpo that keeps its dataset and reference table (the cached reference log-probs)."""
 
     def prepare(self, model, tokenizer, dataset, settings):
         RecordingDPO.prepared = super().prepare(model, tokenizer, dataset, settings)
         return RecordingDPO.prepared
+
+    def reference_table(self, *args):
+        RecordingDPO.table = super().reference_table(*args)
+        return RecordingDPO.table
 
 
 def test_clo_trains_only_the_attention_projections(tmp_path, tiny_model_dir, pairs):
@@ -72,7 +76,7 @@ def test_sft_dpo_starts_from_the_sft_model_which_is_its_reference(tmp_path, tiny
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         return SFTDPOMethod().reference_logps(model, tok, feats, batch_size=8)
 
-    got = torch.tensor([cached[i][REF_COLUMNS[0]] for i in range(len(cached))])
+    got = RecordingDPO.table[:, 0]  # chosen, both directions
     assert torch.allclose(got, torch.tensor(reference(sft_model)[0]), atol=1e-4)
     assert not torch.allclose(got, torch.tensor(reference(base)[0]), atol=1e-2)
 
@@ -94,3 +98,22 @@ def test_init_from_must_name_a_configured_method():
         init_from(cfg, "a")
     assert init_from(config({"sft": {"type": "sft"}, "dpo": {"type": "sft_dpo"}}), "dpo") == "sft"
     assert init_from(config({"clo": {"type": "clo"}}), "clo") is None and CLOMethod.train_defaults
+
+
+def test_resumed_clo_reads_its_reference_from_the_checkpoint(tmp_path, tiny_model_dir, pairs, monkeypatch):
+    """A resumed run must not recompute the reference from the checkpoint's (trained) weights."""
+    from .test_train_engine import Crash
+
+    base = tiny_model_dir("llama")
+    s = settings({"type": "clo", "size": 2}, name="clo", max_steps=3, save_steps=1, per_device_batch_size=1,
+                 learning_rate=0.01)  # fmt: skip
+    ref = run(tmp_path, base, pairs, s, "ref")
+    with pytest.raises(RuntimeError, match="killed"):
+        engine.train(model_dir=str(base), pairs=str(pairs), output=str(tmp_path / "k/model"),
+                     checkpoint_dir=str(tmp_path / "k/checkpoints"), settings=s, seed=42, callbacks=[Crash(2)])  # fmt: skip
+    saved = load_file(str(tmp_path / "k/checkpoints/checkpoint-1/reference.safetensors"))["reference"]
+    calls = []
+    monkeypatch.setattr(CLOMethod, "reference_table", lambda *a: calls.append(a))
+    resumed = run(tmp_path, base, pairs, s, "k")
+    assert resumed["resumed_from"] == "checkpoint-1" and not calls  # read back, not recomputed
+    assert resumed["loss_curve"] == ref["loss_curve"] and saved.shape == (4, 2, 2)

@@ -12,7 +12,8 @@ calls the hooks below in this order, on every process::
     for name, p in model.named_parameters():                        # full / patterns
         p.requires_grad_(method.trainable(name, settings))
     modules  = ModuleDict(method.extra_modules(model, settings))   # e.g. a Decision Maker
-    dataset  = method.prepare(model, tokenizer, dataset, settings)  # once, before step 1
+    dataset  = method.prepare(model, tokenizer, dataset, settings)  # once, model not yet prepared
+    method.reference = method.reference_table(prepared model, ...)  # needs_reference only, before step 1
     each step: batch = method.collate(features, tokenizer)
                loss  = method.compute_loss(model, batch, modules, settings, num_items_in_batch)
 
@@ -43,8 +44,14 @@ Contract of each hook:
   and saved as ``<name>.safetensors`` beside the final Hugging Face model
   directory. Default none.
 * ``prepare(model, tokenizer, dataset, settings) -> dataset``: called once before
-  training with the model as it will be trained (e.g. to cache reference
-  log-probabilities as dataset columns). Default: identity.
+  training with the model as loaded - not yet wrapped, sharded or on its device,
+  so only checks and data work belong here (e.g. a row index column). Default: identity.
+* ``reference_table(model, tokenizer, dataset, settings, accelerator) -> tensor``
+  (methods with ``needs_reference``): called once by the Trainer at
+  ``on_train_begin`` with the model as the training engine prepared it (DDP,
+  FSDP or DeepSpeed wrapped, on its device), on every process; the result, one
+  row per dataset row, is set as ``method.reference`` and saved in every
+  checkpoint (a resumed run reads it back instead of recomputing it).
 * ``compute_loss(model, inputs, modules, settings, num_items_in_batch=None)``:
   ``model`` is what the Trainer calls (possibly DDP/DeepSpeed-wrapped);
   ``modules`` the ModuleDict of extra modules. When ``num_items_in_batch`` is
@@ -92,6 +99,10 @@ class Method:
     supports_packing: bool = False
     # DDP: True when some trainable parameters may get no gradient in a step.
     ddp_find_unused_parameters: bool = False
+    # True: the engine calls reference_table() with the prepared model before step 1 and
+    # sets .reference to its result (a tensor indexed by dataset row); checkpoints keep it.
+    needs_reference: bool = False
+    reference = None
 
     # ----------------------------------------------------------------- data
     def build_examples(self, pairs: list[dict], settings: dict, seed: int) -> list[dict]:
@@ -134,6 +145,9 @@ class Method:
 
     def prepare(self, model, tokenizer, dataset, settings: dict):
         return dataset
+
+    def reference_table(self, model, tokenizer, dataset, settings: dict, accelerator):
+        raise NotImplementedError(f"method {self.name!r} sets needs_reference but has no reference_table()")
 
     def compute_loss(self, model, inputs: dict, modules, settings: dict, num_items_in_batch=None) -> torch.Tensor:
         fields = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}

@@ -21,18 +21,29 @@ Loss of ``clo``, for a batch of B examples (2B preference pairs)::
 log pi(.) is the sequence log-probability: the sum over the response tokens
 (response + eos) of the chat-templated (prompt, response) sequence; prompt
 tokens never count. ``beta`` = 0.1 and ``lambda`` = 0.5 are OUR defaults: no
-public source gives the paper's values. The loss is a mean over this batch (the
-collated batch has no ``labels`` key, so the Trainer passes no
-``num_items_in_batch`` and divides by the gradient-accumulation steps itself).
+public source gives the paper's values. "The batch" is the optimizer step's
+whole batch - all accumulation steps on all processes - as for ``sft``: CLO's
+collated batch carries the y_t rows' labels as ``labels``, so the Trainer counts
+the NLL's tokens over that batch (``num_items_in_batch``), and L_pref, a mean
+over equally many pairs per micro-batch, is divided by the accumulation steps
+and processes.
+So N processes x b examples train like 1 process x N*b. ``sft_dpo`` has no
+``labels``: its per-micro-batch mean is scaled by the Trainer.
 
 One forward per step: the 2B chosen rows and the 2B rejected rows are right-padded
 into one (4B, T) batch, rows ``[chosen (example 0 target, example 0 english,
 example 1 target, ...); rejected (same order)]``.
 
-Reference log-probabilities: computed ONCE in :meth:`prepare` with the model as
-handed over before step 1 (``clo``: the frozen base model; ``sft_dpo``: the
-``sft`` model it starts from) and cached as dataset columns ``ref_chosen_logps``
-/ ``ref_rejected_logps``. The alternative - a frozen copy of the model run under
+Reference log-probabilities: computed ONCE before step 1 by
+:meth:`reference_table`, which the Trainer calls at ``on_train_begin`` with the
+model as its engine prepared it (DDP/FSDP/DeepSpeed-wrapped and on its device;
+sharded weights are gathered by the wrapped forward, README "Sharded weights"),
+still holding the start weights (``clo``: the frozen base model; ``sft_dpo``:
+the ``sft`` model it starts from). The table (row, chosen/rejected, direction)
+is set as ``method.reference``; :meth:`prepare` numbers the dataset rows and a
+batch looks its values up by ``row``. Checkpoints keep the table. (Features
+carrying ``ref_chosen_logps`` / ``ref_rejected_logps`` columns, as
+:meth:`with_reference` makes for one process, are used as given.) The alternative - a frozen copy of the model run under
 no_grad inside every step - was measured with ``benchmarks/clo_step.py`` (tiny
 llama, hidden 64, 2 layers; seed pairs; 4 items = 16 rows per step; CPU time,
 1 thread; BENCHMARKS.md), in CLO steps with the cached reference::
@@ -44,8 +55,8 @@ llama, hidden 64, 2 layers; seed pairs; 4 items = 16 rows per step; CPU time,
 little cheaper (1.38 vs 1.51 on the tiny model); from the second epoch on the
 cache saves the reference forward of every step, and it needs no second copy of
 the weights (with attention-only training the reference cannot be the trained
-model with adapters switched off). Caching was chosen. :meth:`prepare` runs the
-model as handed over, on its device, in eval mode, under bf16 autocast when
+model with adapters switched off). Caching was chosen. The reference pass runs
+the model in eval mode, under bf16 autocast when
 ``train.bf16`` is set (as the Trainer runs the policy), so the step-0 margins are
 zero up to batching noise.
 
@@ -119,6 +130,7 @@ class PreferenceMethod(Method):
         "ref_batch_size": 8,  # examples per forward when caching reference log-probs
     }
     supports_packing = False
+    needs_reference = True
 
     # ----------------------------------------------------------------- data
     def build_examples(self, pairs: list[dict], settings: dict, seed: int) -> list[dict]:
@@ -161,7 +173,7 @@ class PreferenceMethod(Method):
         batch = {
             "input_ids": pad_sequences(ids, pad),
             "attention_mask": pad_sequences([[1] * len(x) for x in ids], 0),
-            # not "labels": the Trainer would count them as tokens of a token-mean loss
+            # all rows; the Trainer counts `labels` tokens, so only CLO adds them (its NLL rows)
             "response_labels": pad_sequences(labels, -100),
         }
         import torch
@@ -169,6 +181,8 @@ class PreferenceMethod(Method):
         for col in REF_COLUMNS:
             if col in features[0]:
                 batch[col] = torch.tensor([v for f in features for v in f[col]], dtype=torch.float32)
+        if "row" in features[0]:
+            batch["row"] = torch.tensor([f["row"] for f in features], dtype=torch.long)
         return batch
 
     # ----------------------------------------------------------------- model
@@ -178,26 +192,38 @@ class PreferenceMethod(Method):
         tok = token_logprobs(logits, batch["response_labels"])
         return tok.sum(-1), tok
 
-    def reference_logps(self, model, tokenizer, dataset, batch_size: int, bf16: bool = False) -> tuple[list, list]:
+    def reference_logps(self, model, tokenizer, dataset, batch_size: int, bf16: bool = False,
+                        rank: int = 0, world: int = 1, device=None) -> tuple[list, list]:  # fmt: skip
         """Per example [target, english] sequence log-probs of chosen and rejected under ``model`` (eval mode).
 
         Examples are batched in order of length (less padding), results returned in
         dataset order. ``bf16``: under bf16 autocast, as the Trainer runs the policy.
+        With ``world`` processes, this one (``rank``) computes batches rank, rank +
+        world, ... - the same batches as one process would, so the same values - and
+        leaves None for the others. Every process runs the same number of forwards
+        (a process out of batches repeats its first one and drops the result): under
+        FSDP / ZeRO-3 a forward is collective.
         """
         import torch
 
         was_training = model.training
         model.eval()
-        device = next(model.parameters()).device
+        device = device if device is not None else next(model.parameters()).device
+        device = torch.device(device)
         feats = [dataset[i] for i in range(len(dataset))]
         order = sorted(range(len(feats)), key=lambda i: max(map(len, feats[i]["chosen_input_ids"] + feats[i]["rejected_input_ids"])))
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        rounds = -(-len(batches) // world)
         chosen, rejected = [None] * len(feats), [None] * len(feats)
         try:
-            for start in tqdm(range(0, len(order), batch_size), desc=f"reference log-probs {self.name}", mininterval=5):
-                idx = order[start : start + batch_size]
+            for k in tqdm(range(rounds), desc=f"reference log-probs {self.name}", mininterval=5, disable=rank != 0):
+                b = rank + k * world
+                idx = batches[b] if b < len(batches) else batches[0]
                 batch = {k: v.to(device) for k, v in self.collate([feats[i] for i in idx], tokenizer).items()}
                 with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     seq, _ = self.forward_logps(model, batch)
+                if b >= len(batches):
+                    continue
                 seq = seq.view(2, len(idx), len(DIRECTIONS)).cpu().tolist()
                 for j, i in enumerate(idx):
                     chosen[i], rejected[i] = seq[0][j], seq[1][j]
@@ -205,8 +231,8 @@ class PreferenceMethod(Method):
             model.train(was_training)
         return chosen, rejected
 
-    def prepare(self, model, tokenizer, dataset, settings: dict):
-        """Cache the reference log-probs (the model as handed over, before step 1) as dataset columns."""
+    def with_reference(self, model, tokenizer, dataset, settings: dict):
+        """``dataset`` with the reference log-probs of ``model`` as columns (one process; tests, benchmarks)."""
         bf16 = bool(settings.get("train", {}).get("bf16", False))
         chosen, rejected = self.reference_logps(model, tokenizer, dataset, settings.get("ref_batch_size", 8), bf16)
         if isinstance(dataset, list):
@@ -216,13 +242,43 @@ class PreferenceMethod(Method):
             dataset = dataset.remove_columns(present)
         return dataset.add_column(REF_COLUMNS[0], chosen).add_column(REF_COLUMNS[1], rejected)
 
+    def prepare(self, model, tokenizer, dataset, settings: dict):
+        """Number the rows: a batch looks its reference log-probs up in :attr:`reference` by row."""
+        if isinstance(dataset, list):
+            return [{**f, "row": i} for i, f in enumerate(dataset)]
+        return dataset.add_column("row", list(range(len(dataset))))
+
+    def reference_table(self, model, tokenizer, dataset, settings: dict, accelerator):
+        """(rows, 2, 2) float32 tensor [row, chosen/rejected, target/english] of the prepared ``model``.
+
+        The processes share the batches (see :meth:`reference_logps`) and exchange
+        their results, so every process holds the whole table.
+        """
+        import torch
+        from accelerate.utils import gather_object
+
+        bf16 = bool(settings.get("train", {}).get("bf16", False))
+        chosen, rejected = self.reference_logps(model, tokenizer, dataset, settings.get("ref_batch_size", 8), bf16,
+                                                rank=accelerator.process_index, world=accelerator.num_processes,
+                                                device=accelerator.device)  # fmt: skip
+        mine = [(i, c, r) for i, (c, r) in enumerate(zip(chosen, rejected, strict=True)) if c is not None]
+        table = torch.empty(len(chosen), 2, len(DIRECTIONS), dtype=torch.float32)
+        for i, c, r in gather_object(mine) if accelerator.num_processes > 1 else mine:
+            table[i, 0], table[i, 1] = torch.tensor(c), torch.tensor(r)
+        return table
+
     def preference_terms(self, model, inputs: dict, settings: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-pair DPO losses (2B,), token log-probs (4B, T-1)) of this batch."""
-        if REF_COLUMNS[0] not in inputs:
-            raise RuntimeError(f"method {self.name!r}: the batch has no cached reference log-probs; prepare() must run first")
         seq, tok = self.forward_logps(model, inputs)
         n = seq.shape[0] // 2
-        ref_c, ref_r = inputs[REF_COLUMNS[0]].to(seq), inputs[REF_COLUMNS[1]].to(seq)
+        if REF_COLUMNS[0] in inputs:
+            ref_c, ref_r = inputs[REF_COLUMNS[0]].to(seq), inputs[REF_COLUMNS[1]].to(seq)
+        elif "row" in inputs and self.reference is not None:
+            ref = self.reference[inputs["row"].cpu()].to(seq)  # (B, chosen/rejected, direction)
+            ref_c, ref_r = ref[:, 0].reshape(-1), ref[:, 1].reshape(-1)
+        else:
+            raise RuntimeError(f"method {self.name!r}: the batch has no reference log-probs "
+                               "(reference_table() must run before step 1)")  # fmt: skip
         losses = dpo_losses(seq[:n], seq[n:], ref_c, ref_r, settings["beta"])
         # detached diagnostics of the last step: mean L_pref and the share of pairs ranked right
         margin = (seq[:n] - ref_c) - (seq[n:] - ref_r)
@@ -238,8 +294,14 @@ class CLOMethod(PreferenceMethod):
     # the engine's train.finetuning default for this method: attention projections, as reported
     train_defaults = {"finetuning": {"mode": "patterns", "patterns": ATTENTION_PATTERNS, "target_modules": ATTENTION_MODULES}}
 
+    def collate(self, features: list[dict], tokenizer) -> dict:
+        """The preference batch, plus ``labels``: the y_t rows (the NLL's tokens) for the Trainer to count."""
+        batch = super().collate(features, tokenizer)
+        batch["labels"] = batch["response_labels"][: 2 * len(features) : 2]
+        return batch
+
     def compute_loss(self, model, inputs: dict, modules, settings: dict, num_items_in_batch=None) -> torch.Tensor:
-        """Mean over this batch (``num_items_in_batch`` is not used: the batch has no ``labels``)."""
+        """NLL per y_t token of the whole step's batch when ``num_items_in_batch`` is given, else of this batch."""
         lam = settings["lambda"]
         if not 0 <= lam <= 1:
             raise ValueError(f"method {settings.get('name', self.name)!r}: lambda must be in [0, 1], not {lam!r}")
@@ -247,10 +309,17 @@ class CLOMethod(PreferenceMethod):
         n = tok.shape[0] // 2
         # chosen rows alternate (target, english) per example: rows 0, 2, ... are y_t given x_t
         target_tok = tok[:n:2]
-        count = (inputs["response_labels"][:n:2, 1:] != -100).sum()
-        nll = -target_tok.sum() / count.clamp(min=1)
+        pref = losses.mean()
+        if num_items_in_batch is not None:
+            # Like nll, a share of the step's total: the Trainer neither divides by the accumulation
+            # steps nor lets DDP/FSDP's gradient average over processes stand (MethodTrainer.compute_loss)
+            t = settings["train"]
+            nll = -target_tok.sum() / num_items_in_batch
+            pref = pref / (t["gradient_accumulation"] * t.get("num_processes", 1))
+        else:
+            nll = -target_tok.sum() / (inputs["response_labels"][:n:2, 1:] != -100).sum().clamp(min=1)
         self.last_metrics["nll"] = nll.detach()
-        return clo_loss(nll, losses.mean(), lam)
+        return clo_loss(nll, pref, lam)
 
 
 class SFTDPOMethod(PreferenceMethod):

@@ -12,8 +12,8 @@ complete checkpoint; a changed fingerprint discards the stale checkpoints.
 Starting point: ``model_dir``, the base model - or, for a method with
 ``init_from`` (``sft_dpo``), the trained model of that method, which the
 ``train`` rule passes instead; it is then also the frozen reference of the
-preference loss (``prepare`` caches the reference log-probs from the model as
-loaded, before step 1).
+preference loss (the Trainer caches the reference log-probs from the prepared
+model before step 1: ``MethodTrainer.compute_reference``).
 """
 
 from __future__ import annotations
@@ -77,8 +77,12 @@ def attach_extra(model, modules: dict) -> None:
 
 
 def parameter_counts(model) -> dict[str, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    # a parameter loaded partitioned under DeepSpeed ZeRO-3 (zero3_init_flag) is empty; ds_numel is its size
+    def size(p):
+        return getattr(p, "ds_numel", p.numel())
+
+    trainable = sum(size(p) for p in model.parameters() if p.requires_grad)
+    total = sum(size(p) for p in model.parameters())
     return {"trainable": trainable, "total": total}
 
 
@@ -86,7 +90,7 @@ def check_start_model(model_dir: Path, settings: dict) -> None:
     """A method with ``init_from`` must start from that method's trained model (its provenance says so).
 
     The engine loads ``model_dir`` as the starting point; preference methods cache
-    their reference log-probs from it in ``prepare`` - so it is also the reference.
+    their reference log-probs from it before step 1 - so it is also the reference.
     """
     source = settings.get("init_from")
     if source is None:

@@ -24,6 +24,7 @@ from .. import faults
 log = logging.getLogger(__name__)
 
 EXTRA = "crosstune_extra"
+REFERENCE = "reference.safetensors"  # a checkpoint's copy of the method's reference table
 
 
 def split_extra(state_dict: dict) -> tuple[dict, dict[str, dict]]:
@@ -54,6 +55,41 @@ class MethodTrainer(Trainer):
         # Count target tokens over the accumulated (and all-process) batch for every
         # method with `labels`; the method normalises its summed loss by that count.
         self.model_accepts_loss_kwargs = True
+        self.resume_dir = None
+        self.add_callback(Reference(self))
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        self.resume_dir = resume_from_checkpoint
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def compute_reference(self, model) -> None:
+        """Fill the method's reference table once the training engine holds the prepared model.
+
+        Called at ``on_train_begin``: FSDP / DeepSpeed ZeRO-3 have wrapped (and
+        sharded) the model and put it on its device, so its forward gathers the
+        shards as in a training step. A resumed run reads the table from its
+        checkpoint instead: the model then holds the checkpoint's weights, not the
+        reference's.
+        """
+        if not self.method.needs_reference:
+            return
+        if self.resume_dir:
+            path = os.path.join(self.resume_dir, REFERENCE)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"{self.resume_dir}: checkpoint has no {REFERENCE} (the reference "
+                                        "log-probs of its run); delete the checkpoints to start over")  # fmt: skip
+            self.method.reference = load_file(path)["reference"]
+            return
+        self.method.reference = self.method.reference_table(model, self.processing_class, self.train_dataset,
+                                                            self.settings, self.accelerator)  # fmt: skip
+
+    def _save_checkpoint(self, model, trial):
+        # written before the Trainer's trainer_state.json, which marks the checkpoint complete
+        if self.method.needs_reference and self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
+            save_file({"reference": self.method.reference.contiguous()}, os.path.join(folder, REFERENCE))
+        super()._save_checkpoint(model, trial)
 
     @property
     def extra(self) -> torch.nn.ModuleDict:
@@ -96,6 +132,16 @@ class MethodTrainer(Trainer):
 
 class RunComplete(Exception):
     """Raised at train begin when the resumed checkpoint already holds the last step."""
+
+
+class Reference(TrainerCallback):
+    """Runs :meth:`MethodTrainer.compute_reference` with the model the Trainer prepared."""
+
+    def __init__(self, trainer: MethodTrainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer.compute_reference(self.trainer.model_wrapped)
 
 
 class Progress(TrainerCallback):
