@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -165,7 +166,14 @@ def set_chat_template(model_dir: Path, template: str | None, eos_token: str | No
 
 
 # --------------------------------------------------------------------------- tiny random models
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
+def template_special_tokens(template: str | None, eos_token: str | None) -> list[str]:
+    """The ``<|...|>`` tokens a chat template writes, and the eos token: a tiny model given a
+    real model's template (e.g. Llama 3's ``<|eot_id|>``) needs them as single special tokens."""
+    found = set(re.findall(r"<\|[A-Za-z0-9_]+\|>", template or "")) | ({eos_token} if eos_token else set())
+    return sorted(found - set(SPECIAL_TOKENS))
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, extra_special_tokens: Iterable[str] = ()):
     """A byte-level BPE tokenizer trained on ``texts``, with a ChatML chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -175,7 +183,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=[*SPECIAL_TOKENS, *extra_special_tokens],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -244,8 +252,8 @@ def build_tiny_model(family: str, tokenizer, seed: int = 0, **sizes):
 
 
 def save_tiny_model(family: str, texts: Iterable[str], outdir: Path, seed: int,
-                    vocab_size: int = 1024, **sizes) -> dict:  # fmt: skip
-    tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
+                    vocab_size: int = 1024, extra_special_tokens: Iterable[str] = (), **sizes) -> dict:  # fmt: skip
+    tokenizer = train_tokenizer(texts, vocab_size=vocab_size, extra_special_tokens=extra_special_tokens)
     model = build_tiny_model(family, tokenizer, seed=seed, **sizes)
     model.save_pretrained(outdir)
     tokenizer.save_pretrained(outdir)

@@ -11,6 +11,8 @@ rule benchmark_data:
         meta="results/benchmarks/{benchmark}/{lang}.provenance.json",
     log:
         "logs/benchmark_data/{benchmark}/{lang}.log",
+    benchmark:
+        "logs/benchmark_data/{benchmark}/{lang}.benchmark.tsv"
     wildcard_constraints:
         benchmark="|".join(_bm.BENCHMARKS),
         lang="[a-z]{2}",

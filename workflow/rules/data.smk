@@ -47,6 +47,8 @@ rule source_data:
         meta="results/data/source/provenance.json",
     log:
         "logs/source_data.log",
+    benchmark:
+        "logs/source_data.benchmark.tsv"
     conda:
         "../../envs/data.yaml"
     threads: res("source_data", "threads")
@@ -106,6 +108,8 @@ rule pairs:
         meta="results/{model}/pairs/provenance.json",
     log:
         "logs/pairs/{model}.log",
+    benchmark:
+        "logs/pairs/{model}.benchmark.tsv"
     conda:
         "../../envs/data.yaml"
     threads: res("pairs", "threads")

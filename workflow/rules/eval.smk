@@ -169,6 +169,8 @@ rule aggregate:
         ],
     log:
         "logs/aggregate.log",
+    benchmark:
+        "logs/aggregate.benchmark.tsv"
     conda:
         "../../envs/eval.yaml"
     threads: res("aggregate", "threads")

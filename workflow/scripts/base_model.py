@@ -24,9 +24,12 @@ with atomic_path(out, directory=True) as tmp:
     else:  # tiny: random weights, tokenizer trained on the bundled seed texts
         set_seed(snakemake.params.seed)
         sizes = {k: src[k] for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size")}
+        template = Path(snakemake.input.chat_template).read_text(encoding="utf-8") if snakemake.input.get(
+            "chat_template") else None  # fmt: skip
         info = models.save_tiny_model(
-            src["family"], seed_texts(), tmp, seed=snakemake.params.seed, vocab_size=src["vocab_size"], **sizes
-        )
+            src["family"], seed_texts(), tmp, seed=snakemake.params.seed, vocab_size=src["vocab_size"],
+            extra_special_tokens=models.template_special_tokens(template, spec.get("eos_token")), **sizes,
+        )  # fmt: skip
     if snakemake.input.get("chat_template") or spec.get("eos_token"):  # models.<name>.chat_template, eos_token
         template = Path(snakemake.input.chat_template).read_text(encoding="utf-8") if snakemake.input.get(
             "chat_template") else None  # fmt: skip
