@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import yaml
 
 from .conftest import REPO
 from .snakemake_runner import planned_jobs, snakemake
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny-run")
-    snakemake(workdir)
-    return workdir
 
 
 def test_tiny_dag_produces_pairs_with_provenance(tiny_run):
