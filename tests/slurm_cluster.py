@@ -199,6 +199,7 @@ AccountingStorageHost=localhost
 AccountingStoragePort={ports["dbd"]}
 AccountingStoragePass={r}/munge/socket
 AccountingStorageEnforce=associations
+AccountingStoreFlags=job_comment
 MpiDefault=none
 ReturnToService=2
 KillWait=5
