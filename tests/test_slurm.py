@@ -120,10 +120,10 @@ def test_localrules_stay_local_and_array_rules_go_as_arrays(rehearsal):
 
 def test_resources_become_sbatch_options(rehearsal):
     _, accounted = rehearsal
-    # config/tiny.yaml's default: 2000 MB, 10 minutes, 1 thread; slurm-drill.yaml: train 1 minute
+    # config/tiny.yaml's default: 2000 MB, 10 minutes, 1 thread; slurm-drill.yaml: train 3 minutes
     # (an array job asks a few MB more: the plugin adds the size of its tasks' command payload)
     for j in accounted:
-        limit = "00:01:00" if rule_of(j) == "train" else "00:10:00"
+        limit = "00:03:00" if rule_of(j) == "train" else "00:10:00"
         assert (j["Timelimit"], j["ReqCPUS"]) == (limit, "1"), j
         mem = int(j["ReqMem"].removesuffix("M"))
         assert mem == 2000 or ("_" in j["JobID"] and 2000 < mem <= 2016), j
