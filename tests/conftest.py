@@ -59,3 +59,14 @@ def cc_eval():
     if not CC_EVAL.is_dir():
         pytest.skip("../shared/benchmarks/cc-tuning-eval is not present")
     return CC_EVAL
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny DAG (config/tiny.yaml) run locally once per session: test_workflow's subject and
+    test_slurm's reference."""
+    from .snakemake_runner import snakemake
+
+    workdir = tmp_path_factory.mktemp("tiny-run")
+    snakemake(workdir)
+    return workdir

@@ -14,13 +14,6 @@ from .conftest import REPO
 from .snakemake_runner import planned_jobs, snakemake
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny-run")
-    snakemake(workdir)
-    return workdir
-
-
 def test_tiny_dag_produces_pairs_with_provenance(tiny_run):
     pairs = [json.loads(line) for line in (tiny_run / "results/tiny-llama/pairs/pairs.jsonl").open()]
     langs = {p["lang"] for p in pairs}
