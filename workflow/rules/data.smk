@@ -27,7 +27,12 @@ rule base_model:
         gpu=res("base_model", "gpu"),
     params:
         code=code("base_model.py"),
-        spec=lambda wc: config["models"][wc.model],
+        # what builds the model files (connection_position is CC-Tuning's, read by its own rules)
+        spec=lambda wc: {
+            k: v
+            for k, v in config["models"][wc.model].items()
+            if k != "connection_position"
+        },
         # the seed only matters for random (tiny) models
         seed=lambda wc: (
             config["seed"]
