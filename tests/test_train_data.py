@@ -256,9 +256,11 @@ def test_cc_tuning_trains_on_a_data_level_mix(pairs, source):
         rec = by_id[e["id"].split("|")[0]]
         kind = e["kind"].removeprefix("cc_tuning+")
         # x_en: the same request in English (already English prompts are their own English version)
+        tag = s["mix"].get("tag_template", "")  # crossin: the release's "{instruction}\n[{lang}]"
         want = {"sft": rec["instruction_en"], "en_copy": rec["instruction_en"],
                 "mt": "Translate the following into English.\n" + rec["instruction_en"],
-                "en2x": f"[{rec['lang']}] {rec['instruction_en']}", "x2en": f"[en] {rec['instruction_en']}"}[kind]  # fmt: skip
+                "en2x": tag.format(lang=rec["lang"], instruction=rec["instruction_en"]),
+                "x2en": tag.format(lang="en", instruction=rec["instruction_en"])}[kind]  # fmt: skip
         assert e["prompt_en"] == want, e
 
 

@@ -227,6 +227,7 @@ rule layer_choice:
         runtime=res("layer_choice", "runtime"),
         gpu=res("layer_choice", "gpu"),
     params:
+        code=code("layer_choice.py"),
         jobs=LAYER_JOBS,
         model_dirs=[eval_model_dir(job["model"], job["method"]) for job in LAYER_JOBS],
     script:
