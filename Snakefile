@@ -27,6 +27,11 @@ include: "workflow/rules/benchmarks.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/cc_tuning.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/report.smk"
+
+
+# the front page of `snakemake --report report.html`
+report: "workflow/report/workflow.rst"
 
 
 rule all:

@@ -11,3 +11,4 @@ localrules:
     benchmark_data,
     aggregate,
     layer_choice,
+    report_pages,

@@ -92,6 +92,8 @@ def all_targets():
             m for m, spec in config["methods"].items() if spec["type"] == "cc_tuning"
         ),
     )
+    # the report's pages of the pairs statistics and Transform Matrix fits (rules/report.smk)
+    targets += expand(rules.report_pages.output, model=MODELS)
     return targets
 
 

@@ -1,11 +1,11 @@
-# Evaluation stages: generate -> score -> aggregate (METHODS.md section 5).
+# Evaluation stages: generate -> score -> aggregate (docs/methods.md, "Evaluation").
 #
 #   results/{model}/eval/{method}/{benchmark}/predictions/{lang}.jsonl   (generate)
 #   results/{model}/eval/{method}/{benchmark}/scores/                    (score)
 #       items.jsonl (per-item scores), metrics.tsv (per language, with 95% CIs),
 #       replicates.npz (bootstrap replicates), provenance.json
-#   results/eval/scores.tsv|.parquet, gains.tsv, tables/{benchmark}.md,
-#   tables/retention.md, figures/{model}/{benchmark}_heatmap.png|_gain.png  (aggregate)
+#   results/eval/scores.tsv|.parquet, gains.tsv, tables/{benchmark}.md|.html, provenance.json,
+#   tables/retention.md|.html, figures/{model}/{benchmark}_heatmap.png|_gain.png  (aggregate)
 #
 # Method "base" is the untrained base model; every other method is a model
 # trained by rule train (results/{model}/train/{method}/model).
@@ -129,9 +129,12 @@ rule aggregate:
             category="Evaluation",
             labels={"table": "gains over the baseline (long)"},
         ),
-        tables=[
+        tables=[f"{AGG}/tables/{b}.md" for b in EVAL_BENCHMARKS],
+        retention=f"{AGG}/tables/retention.md",
+        # the same tables as HTML pages, which the report shows inline (crosstune.report)
+        tables_html=[
             report(
-                f"{AGG}/tables/{b}.md",
+                f"{AGG}/tables/{b}.html",
                 caption="../report/table.rst",
                 category="Evaluation",
                 subcategory=b,
@@ -139,12 +142,13 @@ rule aggregate:
             )
             for b in EVAL_BENCHMARKS
         ],
-        retention=report(
-            f"{AGG}/tables/retention.md",
+        retention_html=report(
+            f"{AGG}/tables/retention.html",
             caption="../report/retention.rst",
             category="Evaluation",
             labels={"table": "English retention"},
         ),
+        meta=f"{AGG}/provenance.json",
         heatmaps=[
             report(
                 f"{AGG}/figures/{m}/{b}_heatmap.png",
@@ -201,12 +205,14 @@ rule layer_choice:
             category="Evaluation",
             labels={"table": "layer choice (long)"},
         ),
-        markdown=report(
-            f"{AGG}/tables/layers.md",
+        markdown=f"{AGG}/tables/layers.md",
+        html=report(
+            f"{AGG}/tables/layers.html",
             caption="../report/layers.rst",
             category="Evaluation",
             labels={"table": "layer choice"},
         ),
+        meta=f"{AGG}/layers.provenance.json",
         figures=[
             report(
                 f"{AGG}/figures/{m}/layers.png",

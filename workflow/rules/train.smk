@@ -35,7 +35,13 @@ rule train:
         # storage.protect_models: read-only once trained (paper recipes: GPU-days each)
         model=keep_model(directory("results/{model}/train/{method}/model")),
         metrics="results/{model}/train/{method}/metrics.json",
-        loss="results/{model}/train/{method}/loss.png",
+        loss=report(
+            "results/{model}/train/{method}/loss.png",
+            caption="../report/loss.rst",
+            category="Training",
+            subcategory="{model}",
+            labels={"model": "{model}", "method": "{method}", "figure": "loss curve"},
+        ),
     log:
         "logs/train/{model}/{method}.log",
     benchmark:

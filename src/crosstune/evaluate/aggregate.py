@@ -146,8 +146,10 @@ def _ordered(values, order: list[str]) -> list[str]:
     return [v for v in order if v in values] + sorted(v for v in values if v not in order)
 
 
-def _label(language: str) -> str:
-    return TARGET_LABEL if language == TARGET_AVG else language
+def _label(language: str, wrap: bool = False) -> str:
+    """A column header; ``wrap`` breaks "Avg (non-en)" in two lines, so a figure's tick stays within its column."""
+    label = TARGET_LABEL if language == TARGET_AVG else language
+    return label.replace(" ", "\n") if wrap else label
 
 
 def _pct(v) -> str:
@@ -276,7 +278,7 @@ def heatmap(table: pd.DataFrame, model: str, benchmark: str, methods: list[str],
             if not np.isnan(v):
                 ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8,
                         color="white" if v < np.nanmean(data) else "black")  # fmt: skip
-        ax.set_xticks(range(len(langs)), [_label(x) for x in langs])
+        ax.set_xticks(range(len(langs)), [_label(x, wrap=True) for x in langs])
         ax.set_yticks(range(len(rows)), rows)
         ax.set_title(f"{model} - {benchmark}: {metric} (x100)")
         fig.colorbar(im, ax=ax, fraction=0.03)
@@ -316,7 +318,7 @@ def gain_chart(gains: pd.DataFrame, table: pd.DataFrame, model: str, benchmark: 
                 if not sig:
                     bar.set_alpha(0.45)
         ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_xticks(x, [_label(x) for x in langs])
+        ax.set_xticks(x, [_label(x, wrap=True) for x in langs])
         ax.set_ylabel(f"{metric} gain over {baseline} (x100)")
         ax.set_title(f"{model} - {benchmark}: gain over {baseline} (faded: 95% CI includes 0)")
         ax.legend(fontsize=8, ncol=min(len(meths), 4))

@@ -47,10 +47,16 @@ import contextlib
 import inspect
 
 import torch
-from transformers import AttentionInterface, DynamicCache, GenerationConfig
-from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+from ..versions import require
+
+# the private transformers functions below change between releases: refuse an untested one first
+require("transformers", "crosstune.evaluate.decode (the evaluation's decoder)")
+
+from transformers import AttentionInterface, DynamicCache, GenerationConfig  # noqa: E402
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer  # noqa: E402
+from transformers.integrations.sdpa_attention import sdpa_attention_forward  # noqa: E402
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask  # noqa: E402
 
 # generation-config fields that make model.generate change the logits before the argmax
 LOGITS_FIELDS = ("repetition_penalty", "encoder_repetition_penalty", "no_repeat_ngram_size",

@@ -90,6 +90,11 @@ def chrf_metric():
     """sacrebleu's CHRF with its defaults (character 6-grams, beta 2, no word n-grams)."""
     from sacrebleu.metrics import CHRF
 
+    from ..versions import require
+
+    # chrf_statistics and chrf_from_statistics call CHRF's private per-item statistics functions
+    require("sacrebleu", "crosstune.evaluate.metrics (XL-Sum chrF)")
+
     return CHRF()
 
 

@@ -23,6 +23,12 @@ def who(settings: dict) -> str:
     return f"method {name!r}" + (f" (type {kind!r})" if kind != name else "")
 
 
+def label(settings: dict) -> str:
+    """The method as a figure title shows it: ``sft_lora (sft)``, or ``sft`` when name and type agree."""
+    name, kind = settings["name"], settings["type"]
+    return name + (f" ({kind})" if kind != name else "")
+
+
 def build_examples(method: Method, pairs: list[dict], settings: dict, seed: int) -> list[dict]:
     """The method's data mix; ``seed`` is the global seed, replaced by the method's own ``seed`` setting if set."""
     if settings.get("seed") is not None:

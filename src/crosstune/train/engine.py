@@ -325,7 +325,7 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
     if plot:
         from .plot import loss_curve
 
-        loss_curve(curve, plot, title=data.who(settings).removeprefix("method "))
+        loss_curve(curve, plot, title=data.label(settings))
     if not t["keep_checkpoints"]:
         for p in checkpoints(checkpoint_dir):
             shutil.rmtree(p)
