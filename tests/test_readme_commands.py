@@ -9,6 +9,7 @@ the installed versions' --help, so a renamed command (huggingface-cli -> hf) or 
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import re
@@ -98,3 +99,125 @@ def test_snakemake_flags_exist():
     flags = {w.split("=")[0] for c in COMMANDS if c[0] == "snakemake" for w in c if w.startswith("--")}
     unknown = [f for f in sorted(flags) if not re.search(rf"{re.escape(f)}\b", helptext)]
     assert flags and not unknown, f"README's snakemake flags that snakemake --help lacks: {unknown}"
+
+
+# ---------------------------------------------------------------- quick start and configuration
+# The commands a new user copies first: each snakemake command runs here as a dry run (-n, the same
+# arguments, from the repository root), with -F so the job counts the README states are the whole
+# DAG's whatever results/ holds; pip/venv commands are checked for what they would install.
+QUICK_SECTIONS = ["## Set up and run\n", "## Pointing it at real models and data\n", "## Rerunning one stage\n"]
+
+
+def bash_lines(heading: str) -> list[str]:
+    part = section((REPO / "README.md").read_text(), heading)
+    return [line.split(" #")[0] for block in re.findall(r"```bash\n(.*?)```", part, flags=re.S)
+            for line in re.sub(r"\\\n", " ", block).splitlines() if line.strip()]  # fmt: skip
+
+
+def grid() -> list[str]:
+    """The README's $GRID: the three paper recipes."""
+    return re.search(r'^GRID="([^"]+)"', (REPO / "README.md").read_text(), flags=re.M).group(1).split()
+
+
+QUICK = [c for h in QUICK_SECTIONS for line in bash_lines(h) for c in simple_commands(line)]
+# the paper grid's dry run, as "Reproducing the papers" shows it
+GRID_RUN = next(c for line in bash_lines("## Reproducing the papers\n") for c in simple_commands(line)
+                if c[0] == "snakemake")  # fmt: skip
+
+
+def test_the_quick_start_has_the_commands_a_new_user_runs():
+    programs = [c[0] for c in QUICK]
+    assert {"python3", "pip", "snakemake", "ruff", "snakefmt", "pytest"} <= set(programs), programs
+    assert sum(p == "snakemake" for p in programs) >= 5
+
+
+PLANNED: dict[tuple, tuple[int, str]] = {}  # one dry run per command for the tests below
+
+
+def dry_run(args: list[str], tmp_path) -> tuple[int, str]:
+    """(jobs in the whole DAG, output) of ``args`` run with -n -F from the repository root."""
+    key = tuple(args)
+    if key not in PLANNED or "my.yaml" in args:
+        PLANNED[key] = _dry_run(args, tmp_path)
+    return PLANNED[key]
+
+
+def _dry_run(args: list[str], tmp_path) -> tuple[int, str]:
+    args = [a for arg in args for a in (grid() if arg == "$GRID" else [arg])]
+    if "--configfile" in args and "my.yaml" in args:  # the README's example config, as written there
+        text = section((REPO / "README.md").read_text(), "## Pointing it at real models and data\n")
+        (tmp_path / "my.yaml").write_text(re.search(r"```yaml\n(.*?)```", text, flags=re.S).group(1))
+        args = [str(tmp_path / "my.yaml") if a == "my.yaml" else a for a in args]
+    run = subprocess.run([str(BIN / "snakemake"), *args[1:], "-n", "-F"], cwd=REPO, capture_output=True,
+                         text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, f"README: {' '.join(args)}: {out[-2000:]}"
+    return int(re.search(r"^total\s+(\d+)", out, flags=re.M).group(1)), out
+
+
+@pytest.mark.parametrize("command", [c for c in QUICK if c[0] == "snakemake" and "--lint" not in c] + [GRID_RUN],
+                         ids=" ".join)  # fmt: skip
+def test_every_snakemake_command_plans(command, tmp_path):
+    dry_run(command, tmp_path)
+
+
+def test_the_job_counts_the_readme_states(tmp_path):
+    text = (REPO / "README.md").read_text()
+    default = int(re.search(r"\((\d+) jobs: [\d.]+ minutes", text).group(1))
+    tiny = int(re.search(r"(\d+) small jobs\)", text).group(1))
+    paper = int(re.search(r"dry run: what would run \((\d+) jobs", text).group(1))
+    assert dry_run(["snakemake", "--cores", "2"], tmp_path)[0] == default
+    assert dry_run(["snakemake", "--cores", "2", "--configfile", "config/tiny.yaml"], tmp_path)[0] == tiny
+    assert dry_run(GRID_RUN, tmp_path)[0] == paper
+    assert f"({tiny} jobs," in (REPO / "config/tiny.yaml").read_text()
+
+
+def test_pip_commands_name_existing_extras_and_the_installed_torch():
+    import tomllib
+    from packaging.requirements import Requirement
+
+    extras = set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    pips = [c for c in QUICK + COMMANDS if c[0] == "pip" and c[1] == "install"]
+    assert pips
+    for cmd in pips:
+        for word in cmd[2:]:
+            if word.startswith("-"):
+                continue
+            m = re.fullmatch(r"\.(?:\[([\w,]+)\])?", word)
+            if m:  # the project itself, with extras that must exist
+                assert set(filter(None, (m.group(1) or "").split(","))) <= extras, cmd
+            elif word.startswith("torch=="):
+                installed = importlib.metadata.version("torch").split("+")[0]
+                assert Requirement(word).specifier.contains(installed), (word, installed)
+
+
+def test_the_version_bounds_agree_and_hold_the_pinned_envs():
+    """crosstune/versions.py's TESTED, pyproject.toml's dependencies and envs/*.yaml's pins agree."""
+    import tomllib
+    import yaml
+    from packaging.requirements import Requirement
+
+    from crosstune.versions import TESTED
+
+    deps = {r.name: r.specifier for r in map(Requirement,
+            tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])}  # fmt: skip
+    for package, spec in TESTED.items():
+        assert str(deps[package]) == str(Requirement(f"{package}{spec}").specifier), package
+        assert deps[package].contains(importlib.metadata.version(package)), package
+    for env in sorted((REPO / "envs").glob("*.yaml")):
+        pins = [Requirement(p) for d in yaml.safe_load(env.read_text())["dependencies"] if isinstance(d, dict)
+                for p in d["pip"]]  # fmt: skip
+        for pin in pins:
+            (version,) = [s.version for s in pin.specifier if s.operator == "=="]
+            if pin.name.replace("_", "-").lower() in {n.replace("_", "-").lower() for n in deps}:
+                name = next(n for n in deps if n.replace("_", "-").lower() == pin.name.replace("_", "-").lower())
+                assert deps[name].contains(version), f"{env.name}: {pin} outside pyproject's {name}{deps[name]}"
+            assert importlib.metadata.version(pin.name).split("+")[0] == version, f"{env.name}: {pin} not tested"
+
+
+def test_an_untested_version_is_refused_by_name(monkeypatch):
+    from crosstune import versions
+
+    monkeypatch.setattr(versions.importlib.metadata, "version", lambda package: "99.0")
+    with pytest.raises(versions.UntestedVersion, match=r"sacrebleu 99.0 is installed: pip install 'sacrebleu>=2.4,<2.7'"):
+        versions.require("sacrebleu", "chrF")

@@ -1,4 +1,4 @@
-"""Cross-lingual preference records (CLO, METHODS.md section 3) from pair records.
+"""Cross-lingual preference records (CLO, docs/methods.md section 3) from pair records.
 
 A pair record (:mod:`crosstune.pairs`) of target language t whose English
 counterpart is known (``instruction_en`` and ``response_en`` set, i.e. translated

@@ -1,4 +1,4 @@
-# CC-Tuning after training (METHODS.md section 2): for every configured method of type
+# CC-Tuning after training (docs/methods.md section 2): for every configured method of type
 # cc_tuning, the FFN outputs at p of N parallel (non-English, English) training prompts
 # (rule activations), then the least-squares Transform Matrix X with S X ~ T (rule transform).
 # Settings: the top-level cc_tuning: section; the pairs come from the method's languages.

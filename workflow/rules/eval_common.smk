@@ -70,6 +70,8 @@ def eval_cc_tuning(row, model=None):
         "layer_choice": layer_choice,
         "tau": tau,
         "connection_position": position,
+        # gumbel draws from the global seed: then it changes the outputs, so it is a param
+        **({"seed": config["seed"]} if layer_choice == "gumbel" else {}),
     }
 
 

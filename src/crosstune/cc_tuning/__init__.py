@@ -1,4 +1,4 @@
-"""CC-Tuning (METHODS.md section 2): the cross-lingual connection, its training, the Transform Matrix
+"""CC-Tuning (docs/methods.md section 2): the cross-lingual connection, its training, the Transform Matrix
 and fast inference.
 
 * :mod:`.connection` - model-agnostic hooks (capture every layer's FFN output at p,

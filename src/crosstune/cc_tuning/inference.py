@@ -1,6 +1,6 @@
 """Greedy decoding with the cross-lingual connection, batched, reusing the KV cache.
 
-Modes (METHODS.md section 2, inference):
+Modes (docs/methods.md section 2, inference):
 
 * ``matrix`` - the monolingual setting: a_l from the prompt's own plain pass,
   mapped a'_l = a_l X by the Transform Matrix (the language's own X when one

@@ -1,4 +1,4 @@
-"""Evaluation: generate, score and aggregate (METHODS.md section 5).
+"""Evaluation: generate, score and aggregate (docs/methods.md section 5).
 
 * :mod:`.items` - benchmark item and prediction files (schema, checks);
 * :mod:`.generation` - chat-templated, batched greedy decoding and option

@@ -1,4 +1,4 @@
-"""CC-Tuning's cross-lingual connection at evaluation time (METHODS.md section 2, inference).
+"""CC-Tuning's cross-lingual connection at evaluation time (docs/methods.md section 2, inference).
 
 A method of type ``cc_tuning`` is scored in three inference modes, each its own
 row (``cc_tuning@matrix`` ...): ``none`` is plain decoding (no :class:`Connection`),

@@ -1,4 +1,4 @@
-"""Method ``cc_tuning`` for the training engine (METHODS.md section 2).
+"""Method ``cc_tuning`` for the training engine (docs/methods.md section 2).
 
 Examples are triples (x, y, x_en) from pair records: ``prompt`` (x),
 ``response`` (y) and ``prompt_en`` (x_en). ``tokenize`` is the engine's SFT

@@ -1,4 +1,4 @@
-r"""CLO - Cross-Lingual Optimization (METHODS.md section 3) and its SFT->DPO baseline.
+r"""CLO - Cross-Lingual Optimization (docs/methods.md section 3) and its SFT->DPO baseline.
 
 Both classes implement the training engine's Method interface
 (``crosstune.methods.base.Method``: ``build_examples``, ``tokenize``, ``collate``,

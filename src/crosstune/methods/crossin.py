@@ -1,4 +1,4 @@
-"""CrossIn (METHODS.md section 4): cross-lingual instruction mixing at the data level.
+"""CrossIn (docs/methods.md section 4): cross-lingual instruction mixing at the data level.
 
 A *draw* is one non-English pair record (an item index i and a target language t).
 ``size`` draws are sampled without replacement with ``seed`` (null: every

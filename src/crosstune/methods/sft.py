@@ -1,4 +1,4 @@
-"""The SFT family (METHODS.md section 1): plain next-token loss, four data mixes.
+"""The SFT family (docs/methods.md section 1): plain next-token loss, four data mixes.
 
 * ``sft``     - joint multilingual: every pair record (of ``languages``, default all);
   ``size`` takes that many items per language (CLO's SFT-3,200 / SFT-6,400), drawn
