@@ -219,3 +219,27 @@ def test_connection_position_reruns_cc_tuning_only(tiny_run):
     outputs = re.findall(r"^    output: (\S+)", run.stdout, flags=re.M)
     assert not [o for o in outputs if "/eval/sft/" in o or "/eval/base/" in o], outputs  # @none: retrained
     assert any("/eval/cc_tuning@matrix/" in o for o in outputs) and any("@oracle/" in o for o in outputs)
+
+
+def test_the_report_shows_tables_inline_with_the_training_pages(tiny_run):
+    """snakemake --report: the front page, tables as HTML (inline, not downloads), the loss curves, the pairs
+    statistics and the Transform Matrix fit; results/eval has its provenance."""
+    import zipfile
+
+    for meta, stage in (("results/eval/provenance.json", "aggregate"),
+                        ("results/eval/layers.provenance.json", "layer_choice")):  # fmt: skip
+        record = json.loads((tiny_run / meta).read_text())
+        assert record["stage"] == stage and record["versions"]["sacrebleu"] and record["config"]["seed"] == 42
+    assert len(json.loads((tiny_run / "results/eval/provenance.json").read_text())["score_provenance"]) > 0
+    snakemake(tiny_run, "--report", "report.zip")
+    with zipfile.ZipFile(tiny_run / "report.zip") as z:
+        names = z.namelist()
+        front = z.read(next(n for n in names if n.endswith("/report.html"))).decode()
+        pages = {n.rsplit("/", 1)[-1]: z.read(n).decode() for n in names if n.endswith(".html") and "/raw/" in n}
+    assert "crosstune" in front and "tiny-llama" in front  # workflow.rst, rendered with this run's config
+    assert {"xnli.html", "retention.html", "layers.html", "pairs.html", "transform_fit_cc_tuning.html"} <= set(pages)
+    assert "<table>" in pages["xnli.html"] and "Avg (non-en)" in pages["xnli.html"]
+    assert "<td>sw</td>" in pages["pairs.html"] and "identity" in pages["transform_fit_cc_tuning.html"]
+    mimes = re.findall(r'"mime_type": "([^"]+)"', front)
+    assert mimes.count("text/html") >= 8 and "text/markdown" not in mimes
+    assert front.count("loss.png") > 0 and re.search(r'"Training"', front)
