@@ -61,6 +61,8 @@ def test_defaults_and_which_settings_are_rule_params():
     # can: a rule param
     assert params(eval_fraction=0.2) != params()
     assert params(trainer_args={"adam_beta2": 0.95}) != params()
+    # at their defaults, the new settings leave the params of models trained before them alone
+    assert not {"report_to", "trainer_args", "eval_fraction"} & set(params()["train"])
     # evaluation picks the final weights: eval_steps is then a param too
     best = {"load_best_model_at_end": True, "metric_for_best_model": "loss"}
     assert params(trainer_args={**best, "eval_steps": 2}) != params(trainer_args={**best, "eval_steps": 4})

@@ -163,9 +163,13 @@ def weight_settings(config: dict, name: str) -> dict:
     ``train.trainer_args``): rule train's params."""
     resolved = resolve(config, name)
     train = {k: v for k, v in resolved["train"].items() if k not in RUN_ONLY}
-    args = train.get("trainer_args") or {}
+    args = train.pop("trainer_args", None) or {}
     if not args.get("load_best_model_at_end"):
-        train["trainer_args"] = {k: v for k, v in args.items() if k not in RUN_ONLY_ARGS}
+        args = {k: v for k, v in args.items() if k not in RUN_ONLY_ARGS}
+    if args:
+        train["trainer_args"] = args
+    if not train.get("eval_fraction"):  # at their defaults these settings are left out: the params of
+        train.pop("eval_fraction", None)  # models trained before they existed stay the same
     resolved["train"] = train
     return resolved
 
