@@ -28,4 +28,5 @@ run({
     "metrics": snakemake.output.metrics,
     "plot": snakemake.output.loss,
     "config": dict(snakemake.config),
+    "run_name": f"{snakemake.wildcards.model}/{snakemake.wildcards.method}",  # the trackers' run name
 })  # fmt: skip

@@ -59,7 +59,11 @@ Contract of each hook:
   accumulated, all-process batch) return ``sum of token losses / num_items_in_batch``
   so gradient accumulation and DDP match one large batch; otherwise return a mean
   over this batch (the engine then divides by the accumulation steps).
-  Default: causal-LM cross-entropy on ``labels``.
+  Default: causal-LM cross-entropy on ``labels``. A method may set
+  ``self.last_metrics`` (name -> detached scalar of this batch, e.g. CLO's
+  ``rewards/margins``) and ``self.last_counts`` (name -> detached count vector,
+  e.g. CC-Tuning's chosen layers): the engine logs their means since the last log
+  to metrics.json, the loss plot and the trackers (:mod:`crosstune.train.trainer`).
 * ``trainable(name, settings) -> bool``: which parameters of the (non-LoRA) model
   train. Default from ``settings["train"]["finetuning"]``: ``full`` -> all,
   ``patterns`` -> names matching one of the regexes (``re.search``). In ``lora``
@@ -103,6 +107,9 @@ class Method:
     # sets .reference to its result (a tensor indexed by dataset row); checkpoints keep it.
     needs_reference: bool = False
     reference = None
+    # set by compute_loss, read (and reset) by the engine after every loss: see compute_loss
+    last_metrics: dict = {}
+    last_counts: dict = {}
 
     # ----------------------------------------------------------------- data
     def build_examples(self, pairs: list[dict], settings: dict, seed: int) -> list[dict]:

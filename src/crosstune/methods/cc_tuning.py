@@ -136,5 +136,8 @@ class CCTuning(Method):
         from ..cc_tuning.training import TrainSettings, cc_tuning_forward
 
         opts = TrainSettings.from_settings(settings)
-        return cc_tuning_forward(model, inputs, modules["decision_maker"], opts, num_items_in_batch)["loss"]
+        out = cc_tuning_forward(model, inputs, modules["decision_maker"], opts, num_items_in_batch)
+        # the Decision Maker's one-hot choices summed over the batch: rows per chosen layer
+        self.last_counts = {"layer_choice": out["choice"].detach().sum(0)}
+        return out["loss"]
 

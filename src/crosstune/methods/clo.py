@@ -109,6 +109,26 @@ def dpo_losses(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: f
     return -F.logsigmoid(beta * margin)
 
 
+def preference_metrics(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float,
+                       losses) -> dict:  # fmt: skip
+    """What TRL's DPOTrainer logs, under its names, for these pairs (detached means).
+
+    rewards/chosen = beta * (log pi(c) - log pi_ref(c)) and rewards/rejected likewise;
+    rewards/margins their difference, rewards/accuracies the share of pairs with the
+    chosen reward above the rejected; logps/* the policy's sequence log-probs;
+    ``dpo_loss`` the preference term (L_pref; CLO's ``loss`` also holds the NLL).
+    """
+    import torch
+
+    with torch.no_grad():
+        chosen = beta * (policy_chosen - ref_chosen).detach()
+        rejected = beta * (policy_rejected - ref_rejected).detach()
+        return {"rewards/chosen": chosen.mean(), "rewards/rejected": rejected.mean(),
+                "rewards/accuracies": (chosen > rejected).float().mean(), "rewards/margins": (chosen - rejected).mean(),
+                "logps/chosen": policy_chosen.detach().mean(), "logps/rejected": policy_rejected.detach().mean(),
+                "dpo_loss": losses.detach().mean()}  # fmt: skip
+
+
 def clo_loss(nll: torch.Tensor, pref: torch.Tensor, lam: float) -> torch.Tensor:
     """lambda * NLL + (1 - lambda) * L_pref; the unused term is left out at the ends (no 0 * nan)."""
     if lam == 1:
@@ -280,9 +300,7 @@ class PreferenceMethod(Method):
             raise RuntimeError(f"method {self.name!r}: the batch has no reference log-probs "
                                "(reference_table() must run before step 1)")  # fmt: skip
         losses = dpo_losses(seq[:n], seq[n:], ref_c, ref_r, settings["beta"])
-        # detached diagnostics of the last step: mean L_pref and the share of pairs ranked right
-        margin = (seq[:n] - ref_c) - (seq[n:] - ref_r)
-        self.last_metrics = {"pref": losses.mean().detach(), "accuracy": (margin > 0).float().mean().detach()}
+        self.last_metrics = preference_metrics(seq[:n], seq[n:], ref_c, ref_r, settings["beta"], losses)
         return losses, tok
 
 
@@ -309,6 +327,7 @@ class CLOMethod(PreferenceMethod):
         n = tok.shape[0] // 2
         # chosen rows alternate (target, english) per example: rows 0, 2, ... are y_t given x_t
         target_tok = tok[:n:2]
+        tokens = (inputs["response_labels"][:n:2, 1:] != -100).sum().clamp(min=1)  # this micro-batch's y_t tokens
         pref = losses.mean()
         if num_items_in_batch is not None:
             # Like nll, a share of the step's total: the Trainer neither divides by the accumulation
@@ -317,8 +336,9 @@ class CLOMethod(PreferenceMethod):
             nll = -target_tok.sum() / num_items_in_batch
             pref = pref / (t["gradient_accumulation"] * t.get("num_processes", 1))
         else:
-            nll = -target_tok.sum() / (inputs["response_labels"][:n:2, 1:] != -100).sum().clamp(min=1)
-        self.last_metrics["nll"] = nll.detach()
+            nll = -target_tok.sum() / tokens
+        # logged per y_t token of this micro-batch (TRL's name), whatever the loss's scaling
+        self.last_metrics["nll_loss"] = (-target_tok.sum() / tokens).detach()
         return clo_loss(nll, pref, lam)
 
 

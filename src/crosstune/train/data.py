@@ -63,6 +63,34 @@ def distinct(examples: list[dict]) -> dict[str, int]:
     return {kind: len(s) for kind, s in sorted(out.items())}
 
 
+def item(example: dict) -> str:
+    """The English item an example comes from: its id without ``|kind`` and ``#lang``."""
+    from ..preference import item_of
+
+    return item_of(example["id"].split("|", 1)[0])
+
+
+def hold_out(examples: list[dict], fraction: float, seed: int, settings: dict) -> tuple[list[dict], list[dict]]:
+    """(training examples, held-out examples): ``round(fraction x items)`` English items, drawn with
+    ``seed`` (:func:`crosstune.preference.item_order`), with every example of theirs, are held out.
+
+    Splitting by item keeps each translation of a held-out item - and its English copy, its
+    translation task - out of training, so the eval loss measures unseen requests. Both
+    lists keep the mix's order. ``fraction`` 0: nothing is held out.
+    """
+    if not fraction:
+        return examples, []
+    from ..preference import item_order
+
+    items = item_order({item(ex) for ex in examples}, seed)
+    n = round(fraction * len(items))
+    if not 0 < n < len(items):
+        raise TrainDataError(f"{who(settings)}: train.eval_fraction {fraction} of {len(items)} items holds out "
+                             f"{n}; it must leave at least one item on each side")  # fmt: skip
+    held = set(items[:n])
+    return [ex for ex in examples if item(ex) not in held], [ex for ex in examples if item(ex) in held]
+
+
 def tokenize(method: Method, examples: list[dict], tokenizer, settings: dict) -> tuple[list[dict], list[str]]:
     """Features of every example; also the ids dropped because truncation removed their response."""
     t = settings["train"]

@@ -104,14 +104,18 @@ def check_start_model(model_dir: Path, settings: dict) -> None:
 
 
 # --------------------------------------------------------------------------- arguments + resume
-def training_arguments(settings: dict, seed: int, checkpoint_dir: str | os.PathLike, method=None):
+def training_arguments(settings: dict, seed: int, checkpoint_dir: str | os.PathLike, method=None,
+                       run_name: str | None = None):  # fmt: skip
+    """The Trainer's arguments: crosstune's train settings, then ``train.trainer_args`` as given."""
     from transformers import TrainingArguments
+
+    from .settings import report_to
 
     t = settings["train"]
     # transformers 5 renamed gradient_checkpointing to activation_checkpointing
     ckpt = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
         else "gradient_checkpointing"
-    return TrainingArguments(
+    own = dict(
         output_dir=str(checkpoint_dir),
         learning_rate=t["learning_rate"],
         num_train_epochs=t["epochs"] if t["epochs"] is not None else 1,
@@ -131,13 +135,51 @@ def training_arguments(settings: dict, seed: int, checkpoint_dir: str | os.PathL
         save_total_limit=t["save_total_limit"],
         seed=seed,
         data_seed=seed,
-        report_to="none",
+        report_to=report_to(t) or "none",
+        # the held-out loss at every logging step (trainer_args.eval_steps: other steps) and at the end
+        eval_strategy="steps" if t["eval_fraction"] else "no",
         remove_unused_columns=False,  # methods may carry their own columns to collate
         include_num_input_tokens_seen="non_padding",
         use_cpu=t["device"] == "cpu",
         dataloader_num_workers=0,
         ddp_find_unused_parameters=bool(getattr(method, "ddp_find_unused_parameters", False)),
     )
+    # defaults that train.trainer_args may change (they cannot change the weights)
+    defaults = {"run_name": run_name or settings["name"], "per_device_eval_batch_size": t["per_device_batch_size"]}
+    passed = t.get("trainer_args") or {}
+    try:
+        return TrainingArguments(**{**defaults, **own, **passed})
+    except (TypeError, ValueError) as e:
+        if not passed:
+            raise
+        raise TrainDataError(f"{data.who(settings)}: train.trainer_args {passed}: {e}") from None
+
+
+def runs_dir(checkpoint_dir: Path) -> Path:
+    """TensorBoard's event files of the run: ``runs/`` beside ``checkpoints/``, outside the model directory."""
+    return checkpoint_dir.parent / "runs"
+
+
+def direct_tensorboard(trainer, runs: Path, resume: Path | None) -> None:
+    """Point the Trainer's TensorBoard logging (``report_to: tensorboard``) at ``runs``.
+
+    A fresh run starts from an empty ``runs/`` (the events of a replaced model go with
+    it); a resumed one appends and hides the steps after its checkpoint that the killed
+    session had logged (SummaryWriter's ``purge_step``), so every step shows once.
+    """
+    from transformers.integrations import TensorBoardCallback
+
+    if not trainer.is_world_process_zero():
+        return
+    if resume is None and runs.exists():
+        shutil.rmtree(runs)
+    if "tensorboard" not in trainer.args.report_to:
+        return
+    from torch.utils.tensorboard import SummaryWriter
+
+    trainer.remove_callback(TensorBoardCallback)  # the one report_to made, which would write under output_dir
+    step = int(resume.name.split("-")[1]) + 1 if resume else None
+    trainer.add_callback(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(runs), purge_step=step)))
 
 
 def fingerprint(settings: dict, seed: int, pairs: Path, model_dir: Path) -> str:
@@ -240,13 +282,20 @@ def save_final(trainer, settings: dict, model_dir: Path, final: Path) -> None:
         f.unlink()
 
 
+def log_curve(log_history: list[dict], key: str, extra) -> list[dict]:
+    """The log entries holding ``key`` (``loss``: training logs, ``eval_loss``: evaluations) as
+    ``{step, key, *extra}`` points (the ``extra`` names each entry has)."""
+    return [{k: e[k] for k in ("step", key, *extra) if k in e} for e in log_history if key in e]
+
+
 # --------------------------------------------------------------------------- the job
 def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *,
-          metrics=None, plot=None, config: dict | None = None, callbacks=()) -> dict:  # fmt: skip
+          metrics=None, plot=None, config: dict | None = None, callbacks=(), run_name=None) -> dict:  # fmt: skip
     """Train ``settings['name']`` on ``pairs`` from ``model_dir``; save the model to ``output``.
 
     Also writes ``metrics`` (JSON) and ``plot`` (loss curve PNG) when given, and
-    ``provenance.json`` in the model directory. Returns the metrics.
+    ``provenance.json`` in the model directory. Returns the metrics. ``run_name``:
+    the trackers' name of the run (default the method's name).
     """
     from transformers import AutoTokenizer
 
@@ -258,15 +307,19 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
     check_start_model(model_dir, settings)
 
     examples = data.build_examples(method, read_jsonl(pairs), settings, seed)
+    examples, held_out = data.hold_out(examples, t["eval_fraction"], seed, settings)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     features, dropped = data.tokenize(method, examples, tokenizer, settings)
+    eval_features = data.tokenize(method, held_out, tokenizer, settings)[0] if held_out else []
     if t["packing"]:
         if not method.supports_packing:
             raise TrainDataError(f"{data.who(settings)}: this method does not support train.packing")
         features = data.pack(features, t["max_length"], seed)
-    dataset = data.to_dataset(features)
+        eval_features = data.pack(eval_features, t["max_length"], seed) if eval_features else []
+    # one dataset, training rows first: the method prepares (numbers) all of them
+    dataset = data.to_dataset(features + eval_features)
 
-    args = training_arguments(settings, seed, checkpoint_dir, method)  # also sets up the processes
+    args = training_arguments(settings, seed, checkpoint_dir, method, run_name)  # also sets up the processes
     from transformers import set_seed
 
     set_seed(seed)  # the same initial weights of extra modules / LoRA on every process and run
@@ -274,16 +327,20 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
     attach_extra(model, method.extra_modules(model, settings))
     dataset = method.prepare(model, tokenizer, dataset, settings)
     counts = parameter_counts(model)
+    train_rows, eval_rows = dataset, None
+    if eval_features:
+        train_rows, eval_rows = dataset.select(range(len(features))), dataset.select(range(len(features), len(dataset)))
 
     progress = Progress()
     trainer = MethodTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+        model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows, processing_class=tokenizer,
         data_collator=lambda batch: method.collate(batch, tokenizer),
-        callbacks=[progress, *callbacks], method=method, settings=settings,
+        callbacks=[progress, *callbacks], method=method, settings=settings, reference_dataset=dataset,
     )  # fmt: skip
     resume = sync_fingerprint(checkpoint_dir, lambda: fingerprint(settings, seed, pairs, model_dir), trainer.accelerator)
     if resume:
         log.info("resuming %s from %s", settings["name"], resume)
+    direct_tensorboard(trainer, runs_dir(checkpoint_dir), resume)
     try:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     except RunComplete:  # the checkpoint is the last step: its weights (now loaded) are the result
@@ -294,8 +351,8 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
     if not trainer.accelerator.is_main_process:
         return {}
     state = trainer.state
-    curve = [{k: e[k] for k in ("step", "loss", "learning_rate", "grad_norm") if k in e}
-             for e in state.log_history if "loss" in e]  # fmt: skip
+    curve = log_curve(state.log_history, "loss", ("learning_rate", "grad_norm", *trainer.metric_names["train"]))
+    eval_curve = log_curve(state.log_history, "eval_loss", [f"eval_{k}" for k in trainer.metric_names["eval"]])
     summary = {
         "method": settings["name"], "type": settings["type"], "init_from": settings.get("init_from"),
         "start_model": str(model_dir), "examples": len(examples),
@@ -309,11 +366,15 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
         "tokens_per_second": round(progress.tokens / progress.seconds, 1) if progress.seconds else None,
         "final_loss": curve[-1]["loss"] if curve else None, "loss_curve": curve,
     }  # fmt: skip
+    if held_out:  # train.eval_fraction: the held-out examples and their loss
+        summary.update({"eval_examples": len(held_out), "eval_composition": data.composition(held_out),
+                        "eval_loss": eval_curve[-1]["eval_loss"] if eval_curve else None,
+                        "eval_curve": eval_curve})  # fmt: skip
     from ..provenance import write_provenance
 
     write_provenance(final, config=config or {}, seed=seed, stage="train", extra={
         "method": settings["name"], "settings": settings, "base_model": str(model_dir), "pairs": str(pairs),
-        "summary": {k: v for k, v in summary.items() if k != "loss_curve"},
+        "summary": {k: v for k, v in summary.items() if k not in ("loss_curve", "eval_curve")},
     })  # fmt: skip
     faults.point("train.before_move")
     if output.exists():
@@ -325,7 +386,7 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
     if plot:
         from .plot import loss_curve
 
-        loss_curve(curve, plot, title=data.label(settings))
+        loss_curve(curve, plot, title=data.label(settings), eval_curve=eval_curve)
     if not t["keep_checkpoints"]:
         for p in checkpoints(checkpoint_dir):
             shutil.rmtree(p)

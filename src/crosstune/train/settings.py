@@ -28,8 +28,39 @@ from .launch import accelerate_config
 
 RESERVED = ("type", "train")
 # train settings that cannot change the trained weights (when to checkpoint and log, what
-# to keep): not part of rule train's params, so changing one reruns no training
-RUN_ONLY = ("save_steps", "save_total_limit", "keep_checkpoints", "logging_steps")
+# to keep, where to report): not part of rule train's params, so changing one reruns no training
+RUN_ONLY = ("save_steps", "save_total_limit", "keep_checkpoints", "logging_steps", "report_to")
+
+# transformers.TrainingArguments fields that crosstune sets itself: train.trainer_args may not
+# set them; the value says which crosstune setting to use (or why the field is fixed)
+OWNED_ARGS = {
+    "output_dir": "results/{model}/train/{method}/checkpoints (fixed)",
+    "learning_rate": "train.learning_rate", "num_train_epochs": "train.epochs", "max_steps": "train.max_steps",
+    "per_device_train_batch_size": "train.per_device_batch_size",
+    "gradient_accumulation_steps": "train.gradient_accumulation", "lr_scheduler_type": "train.lr_scheduler",
+    "warmup_steps": "train.warmup_ratio", "weight_decay": "train.weight_decay",
+    "max_grad_norm": "train.max_grad_norm", "optim": "train.optimizer", "bf16": "train.bf16",
+    "gradient_checkpointing": "train.gradient_checkpointing",
+    "activation_checkpointing": "train.gradient_checkpointing", "logging_steps": "train.logging_steps",
+    "save_strategy": "train.save_steps", "save_steps": "train.save_steps",
+    "save_total_limit": "train.save_total_limit", "seed": "the top-level seed", "data_seed": "the top-level seed",
+    "report_to": "train.report_to", "eval_strategy": "train.eval_fraction", "do_eval": "train.eval_fraction",
+    "use_cpu": "train.device", "fsdp": "train.accelerate_config", "fsdp_config": "train.accelerate_config",
+    "deepspeed": "train.accelerate_config", "resume_from_checkpoint": "the checkpoints (resumed automatically)",
+    "remove_unused_columns": "the method's collate (fixed: false)",
+    "include_num_input_tokens_seen": "metrics.json's tokens (fixed)",
+    "dataloader_num_workers": "the engine (fixed: 0)",
+    "ddp_find_unused_parameters": "the method (Method.ddp_find_unused_parameters)",
+}  # fmt: skip
+# trainer_args fields that cannot change the weights (what and where to log and evaluate):
+# left out of rule train's params like RUN_ONLY - unless load_best_model_at_end makes the
+# evaluation choose the final weights
+RUN_ONLY_ARGS = ("run_name", "project", "logging_first_step", "logging_nan_inf_filter", "logging_strategy",
+                 "log_level", "log_level_replica", "log_on_each_node", "disable_tqdm", "skip_memory_metrics",
+                 "eval_steps", "eval_delay", "eval_on_start", "per_device_eval_batch_size",
+                 "eval_accumulation_steps", "trackio_space_id", "trackio_bucket_id", "trackio_static_space_id")
+# train.report_to names and the package each needs (transformers' integrations)
+TRACKERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",)}
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -128,10 +159,53 @@ def expand_per_language(config: dict) -> None:
 
 
 def weight_settings(config: dict, name: str) -> dict:
-    """:func:`resolve` without the ``RUN_ONLY`` train settings: rule train's params."""
+    """:func:`resolve` without the ``RUN_ONLY`` train settings (nor ``RUN_ONLY_ARGS`` of
+    ``train.trainer_args``): rule train's params."""
     resolved = resolve(config, name)
-    resolved["train"] = {k: v for k, v in resolved["train"].items() if k not in RUN_ONLY}
+    train = {k: v for k, v in resolved["train"].items() if k not in RUN_ONLY}
+    args = train.pop("trainer_args", None) or {}
+    if not args.get("load_best_model_at_end"):
+        args = {k: v for k, v in args.items() if k not in RUN_ONLY_ARGS}
+    if args:
+        train["trainer_args"] = args
+    if not train.get("eval_fraction"):  # at their defaults these settings are left out: the params of
+        train.pop("eval_fraction", None)  # models trained before they existed stay the same
+    resolved["train"] = train
     return resolved
+
+
+def report_to(train: dict) -> list[str]:
+    """``train.report_to`` as transformers' list of integration names (``[]`` for none)."""
+    value = train.get("report_to", "none")
+    names = [value] if isinstance(value, str) else list(value)
+    return [n for n in names if n != "none"]
+
+
+def check_tracking(train: dict, key: str) -> None:
+    """``train.report_to`` names installed trackers; ``train.trainer_args`` names TrainingArguments
+    fields that crosstune does not set itself. Errors name the config key (and the nearest field)."""
+    import difflib
+    import importlib.util
+
+    for name in report_to(train):
+        if not any(importlib.util.find_spec(m) for m in TRACKERS[name]):
+            raise ConfigError(f"{key}.train.report_to: {name} needs the {TRACKERS[name][0]} package "
+                              f"(pip install {TRACKERS[name][0]})")  # fmt: skip
+    args = train.get("trainer_args") or {}
+    if not args:
+        return
+    from transformers import TrainingArguments  # a few seconds: only when trainer_args are given
+
+    fields = set(TrainingArguments.__dataclass_fields__)
+    for arg in sorted(args):
+        if arg in OWNED_ARGS:
+            raise ConfigError(f"{key}.train.trainer_args.{arg}: set by crosstune; use {OWNED_ARGS[arg]} instead")
+        if arg not in fields:
+            near = difflib.get_close_matches(arg, fields, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            if near and near[0] in OWNED_ARGS:
+                hint = f"; did you mean {near[0]!r}? crosstune sets it: use {OWNED_ARGS[near[0]]}"
+            raise ConfigError(f"{key}.train.trainer_args.{arg}: not a transformers.TrainingArguments field{hint}")
 
 
 def init_from(config: dict, name: str) -> str | None:
@@ -177,3 +251,4 @@ def check(config: dict, base: str | Path = ".") -> None:
             raise ConfigError(f"{key}: set train.epochs or train.max_steps")
         if t["num_processes"] > 1 and accelerate_config(t["accelerate_config"], base) is None:
             raise ConfigError(f"{key}: train.accelerate_config not found: {t['accelerate_config']}")
+        check_tracking(t, key)

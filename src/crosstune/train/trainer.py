@@ -7,6 +7,14 @@ checkpoints (optimizer, scheduler, RNG, state) cover them like any other
 parameter. Every save - checkpoint or final - splits them out of the model's
 state dict: the model directory stays a plain Hugging Face model and each extra
 module is written beside it as ``<name>.safetensors``.
+
+Method metrics: after every loss, the trainer takes the method's ``last_metrics``
+(scalars, e.g. CLO's ``rewards/margins``) and ``last_counts`` (counts, e.g.
+CC-Tuning's chosen layers) and, at each log, adds their means over the steps since
+the previous log (counts as fractions ``<name>/<i>``) to the logged values - as TRL's
+DPOTrainer does, with the ``eval_`` prefix for an evaluation - so they reach the log
+history (metrics.json, the loss plot) and every tracker of ``report_to``; TensorBoard
+also gets each count vector as a histogram.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from collections import defaultdict
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback
+from transformers.integrations import TensorBoardCallback
 
 from .. import faults
 
@@ -47,11 +56,45 @@ def load_extra(modules: torch.nn.ModuleDict, directory: str | os.PathLike) -> No
         module.load_state_dict(load_file(path, device="cpu"))
 
 
+class Window:
+    """A method's metrics since the last log: scalar values (averaged) and count vectors (summed)."""
+
+    def __init__(self):
+        self.values: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self.counts: dict[str, torch.Tensor] = {}
+
+    def add(self, metrics: dict, counts: dict) -> None:
+        for name, value in metrics.items():
+            self.values[name].append(torch.as_tensor(value).detach().float().reshape(()))
+        for name, value in counts.items():
+            value = torch.as_tensor(value).detach().float()
+            self.counts[name] = self.counts[name] + value if name in self.counts else value
+
+    def take(self, accelerator) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+        """(means, summed counts) over the window and every process (collective); the window restarts."""
+        many = accelerator.num_processes > 1
+        means, counts = {}, {}
+        for name, values in sorted(self.values.items()):
+            mean = torch.stack(values).mean().to(accelerator.device)
+            means[name] = (accelerator.reduce(mean, "mean") if many else mean).item()
+        for name, total in sorted(self.counts.items()):
+            total = total.to(accelerator.device)
+            counts[name] = (accelerator.reduce(total, "sum") if many else total).cpu()
+            share = counts[name] / counts[name].sum().clamp(min=1)
+            means.update({f"{name}/{i}": round(v, 6) for i, v in enumerate(share.tolist())})
+        self.__init__()
+        return means, counts
+
+
 class MethodTrainer(Trainer):
-    def __init__(self, *args, method, settings: dict, **kwargs):
+    def __init__(self, *args, method, settings: dict, reference_dataset=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.method = method
         self.settings = settings
+        # the rows the reference table covers (training + held-out rows); default the training set
+        self.reference_dataset = reference_dataset
+        self.windows = {"train": Window(), "eval": Window()}
+        self.metric_names: dict[str, list[str]] = {"train": [], "eval": []}
         # Count target tokens over the accumulated (and all-process) batch for every
         # method with `labels`; the method normalises its summed loss by that count.
         self.model_accepts_loss_kwargs = True
@@ -80,7 +123,8 @@ class MethodTrainer(Trainer):
                                         "log-probs of its run); delete the checkpoints to start over")  # fmt: skip
             self.method.reference = load_file(path)["reference"]
             return
-        self.method.reference = self.method.reference_table(model, self.processing_class, self.train_dataset,
+        rows = self.reference_dataset if self.reference_dataset is not None else self.train_dataset
+        self.method.reference = self.method.reference_table(model, self.processing_class, rows,
                                                             self.settings, self.accelerator)  # fmt: skip
 
     def _save_checkpoint(self, model, trial):
@@ -98,6 +142,8 @@ class MethodTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss = self.method.compute_loss(model, inputs, self.extra, self.settings, num_items_in_batch=num_items_in_batch)
+        self.windows["train" if self.model.training else "eval"].add(self.method.last_metrics, self.method.last_counts)
+        self.method.last_metrics, self.method.last_counts = {}, {}
         # A loss normalised by the whole accumulated batch's token count needs no
         # division by the accumulation steps; a per-batch mean does.
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
@@ -105,6 +151,37 @@ class MethodTrainer(Trainer):
             # DDP averages gradients over processes, but the count already spans all of them
             loss = loss * self.accelerator.num_processes
         return (loss, None) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """The evaluation loss is the method's loss (a per-batch mean), whatever the batch's columns."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def evaluate(self, *args, **kwargs):
+        # an evaluation draws no random numbers from the training's generators (CC-Tuning's
+        # Gumbel noise), so how often it evaluates cannot change the trained weights
+        device = self.accelerator.device
+        cuda = [] if device.type != "cuda" else [device.index if device.index is not None else torch.cuda.current_device()]
+        with torch.random.fork_rng(devices=cuda):
+            return super().evaluate(*args, **kwargs)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the method's metrics since the last log (see the module docstring) to a loss or eval log."""
+        mode = "eval" if "eval_loss" in logs else "train" if "loss" in logs else None
+        counts, prefix = {}, "eval_" if mode == "eval" else ""
+        if mode is not None:
+            means, counts = self.windows[mode].take(self.accelerator)
+            for name in means:
+                if name not in self.metric_names[mode]:
+                    self.metric_names[mode].append(name)
+            logs.update({prefix + name: value for name, value in means.items()})
+        super().log(logs, start_time)
+        for callback in self.callback_handler.callbacks:
+            writer = getattr(callback, "tb_writer", None) if isinstance(callback, TensorBoardCallback) else None
+            for name, total in counts.items() if writer is not None else ():
+                tensorboard_histogram(writer, f"{mode}/{name}", total, self.state.global_step)
 
     def _save(self, output_dir=None, state_dict=None):
         output_dir = output_dir if output_dir is not None else self.args.output_dir
@@ -128,6 +205,20 @@ class MethodTrainer(Trainer):
     def _issue_warnings_after_load(self, load_result):
         missing = [k for k in load_result.missing_keys if f"{EXTRA}." not in k]
         return super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
+
+
+def tensorboard_histogram(writer, tag: str, counts: torch.Tensor, step: int) -> None:
+    """Counts per index 0..n-1 (e.g. chosen layers) as a TensorBoard histogram, one bucket per index."""
+    counts = counts.double()
+    index = torch.arange(len(counts), dtype=torch.float64)
+    seen = index[counts > 0]
+    if not len(seen):
+        return
+    writer.add_histogram_raw(tag, min=seen.min().item(), max=seen.max().item(), num=counts.sum().item(),
+                             sum=(index * counts).sum().item(), sum_squares=(index**2 * counts).sum().item(),
+                             bucket_limits=(index + 0.5).tolist(), bucket_counts=counts.tolist(),
+                             global_step=step)  # fmt: skip
+    writer.flush()
 
 
 class RunComplete(Exception):
