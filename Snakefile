@@ -27,6 +27,7 @@ include: "workflow/rules/benchmarks.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/cc_tuning.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/publish.smk"
 
 
 rule all:

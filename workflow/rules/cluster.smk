@@ -1,5 +1,5 @@
 # Rules that run on the machine Snakemake runs on (an HPC login node), never as cluster jobs:
-# the downloads (login nodes usually reach the internet, compute nodes often do not) and the
+# the downloads and uploads (login nodes usually reach the internet, compute nodes often do not) and the
 # light CPU stages, which would otherwise wait in the queue for seconds of work. Without a
 # cluster executor this changes nothing.
 
@@ -11,3 +11,5 @@ localrules:
     benchmark_data,
     aggregate,
     layer_choice,
+    model_card,
+    push_to_hub,
