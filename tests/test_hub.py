@@ -198,3 +198,66 @@ def test_a_missing_token_is_a_config_error(monkeypatch, tmp_path):
     monkeypatch.setattr("huggingface_hub.constants.HF_STORED_TOKENS_PATH", str(tmp_path / "stored_tokens"))
     with pytest.raises(ConfigError, match="storage.push_to_hub is set but no Hugging Face token"):
         hub.check_token()
+
+
+# the tiny DAG's sft and cc_tuning on one benchmark, pushed to the fake Hub
+TARGETS = ("results/tiny-llama/hub/sft.json", "results/tiny-llama/hub/cc_tuning.json")
+OVERRIDE = {
+    "benchmarks": {"run": ["xnli"], "xnli": {"source": "bundled", "languages": ["en", "zh"]}},
+    "evaluation": {"methods": ["sft", "cc_tuning"], "cc_tuning": {"modes": ["matrix", "none"]},
+                   "bootstrap": {"samples": 50}},
+    "storage": {"push_to_hub": {"repo_prefix": "me/ct-"}},
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_workflow_writes_cards_and_pushes(tmp_path, monkeypatch):
+    from .snakemake_runner import planned_jobs, snakemake
+
+    with FakeHub() as server:
+        # the jobs' huggingface_hub talks to the fake Hub (HF_ENDPOINT), nothing else
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_TOKEN", server.token)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        snakemake(tmp_path, *TARGETS, override=OVERRIDE)
+        results = tmp_path / "results/tiny-llama"
+        for method in ("sft", "cc_tuning"):
+            repo = server.repos[f"me/ct-tiny-llama-{method}"]
+            model = results / "train" / method / "model"
+            assert not (model / "README.md").exists()  # the card lives beside the model, not in it
+            want = {**hub.model_files(model), "README.md": results / "train" / method / "model_card.md"}
+            if method == "cc_tuning":
+                want.update({name: results / "cc_tuning/cc_tuning" / name for name in hub.CC_FILES})
+            assert set(repo["files"]) == set(want) and repo["private"]
+            assert all(repo["files"][name] == Path(path).read_bytes() for name, path in want.items())
+            flag = json.loads((results / "hub" / f"{method}.json").read_text())
+            assert flag["repo_id"] == f"me/ct-tiny-llama-{method}" and flag["files"] == sorted(want)
+        card = ModelCard.load(results / "train/cc_tuning/model_card.md")
+        assert "| cc_tuning@matrix |" in card.text and "| cc_tuning@none |" in card.text and "| sft |" not in card.text
+        assert card.data.language == ["ar", "en", "hi", "ru", "sw", "zh"]
+
+        # the pushed cc_tuning repository, loaded with its connection, says what rule generate said
+        from crosstune.cc_tuning import load
+
+        local = tmp_path / "downloaded"
+        for name, content in server.repos["me/ct-tiny-llama-cc_tuning"]["files"].items():
+            (local / name).parent.mkdir(parents=True, exist_ok=True)
+            (local / name).write_bytes(content)
+        items = [json.loads(x) for x in (tmp_path / "results/benchmarks/xnli/zh.jsonl").open()]
+        eval_dir = results / "eval"
+        for mode in ("matrix", "none"):
+            pred = [json.loads(x) for x in (eval_dir / f"cc_tuning@{mode}/xnli/predictions/zh.jsonl").open()]
+            got = load(local, mode=mode, device="cpu").generate([it["prompt"] for it in items], max_new_tokens=8)
+            assert got == [p["output"] for p in pred]
+
+        # nothing left to do; the push alone reruns on request, training does not
+        assert "Nothing to be done" in snakemake(tmp_path, "-n", *TARGETS, override=OVERRIDE).stdout
+        jobs = planned_jobs(snakemake(tmp_path, "-n", *TARGETS, "-R", "push_to_hub", override=OVERRIDE))
+        assert jobs == {"push_to_hub": 2}
+
+    # no token: a clear error before any job
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "no-home"))
+    run = snakemake(tmp_path, "-n", *TARGETS, override=OVERRIDE, check=False)
+    assert run.returncode != 0 and "storage.push_to_hub is set but no Hugging Face token" in run.stdout + run.stderr
