@@ -28,6 +28,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/cc_tuning.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/publish.smk"
 
 
 # the front page of `snakemake --report report.html`

@@ -87,6 +87,7 @@ def expected_counts(configs: list[dict]) -> dict:
         "translate": len(cfg["languages"]) - 1,
         "pairs": len(models),
         "train": len(models) * len(methods),
+        "model_card": len(models) * len(methods),  # one card beside every trained model
         "benchmark_data": benchmark_pairs,
         "activations": len(models) * len(cc),
         "transform": len(models) * len(cc),

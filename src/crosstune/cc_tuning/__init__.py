@@ -8,4 +8,10 @@ and fast inference.
 * :mod:`.transform` - activations at p and the least-squares Transform Matrix.
 * :mod:`.inference` - batched greedy decoding with the connection (matrix / oracle / none),
   reusing the KV cache for every position before p.
+* :mod:`.loading` - :func:`load`: a trained model with its connection outside the pipeline
+  (``from_pretrained`` alone gives the ``@none`` model).
 """
+
+from .loading import ConnectedModel, load
+
+__all__ = ["ConnectedModel", "load"]
