@@ -117,7 +117,10 @@ def test_study_table_pools_seeds_with_seed_and_item_variance(tmp_path):
 def test_tiny_study_table_and_curves(tiny_run):
     table = pd.read_csv(tiny_run / "results/studies/clo_size/table.tsv", sep="\t")
     assert set(table.point) == {"size=2", "size=8"} and set(table.method) == {"clo"}
-    assert table.value.between(0, 1).all() and (table.ci_low <= table.ci_high).all()
+    scored = table.dropna(subset=["value"])  # a metric a language lacks (NaN) stays NaN, as in scores.tsv
+    assert len(scored) > len(table) / 2 and (table.seeds == 1).all()
+    assert scored.value.between(0, 1).all() and (scored.ci_low <= scored.ci_high + 1e-12).all()
+    assert {"size=2", "size=8"} == set(scored[scored.language == "avg_x"].point)
     curves = sorted(p.name for p in (tiny_run / "results/studies/clo_size/curves").iterdir())
     assert "tiny-llama_xnli.png" in curves
 
