@@ -255,7 +255,7 @@ rule study:
             caption="../report/study.rst",
             category="Studies",
             subcategory="{study}",
-            labels={"study": "{study}", "model": "{model}", "figure": "{benchmark}"},
+            labels={"study": "{study}", "figure": "curves"},
         ),
     log:
         "logs/study/{study}.log",
