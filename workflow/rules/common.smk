@@ -4,6 +4,8 @@ import os
 import re
 import sys
 
+import yaml
+
 # Scripts import the crosstune library from src/ (also inside --sdm conda envs).
 SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SRC)
@@ -13,6 +15,7 @@ os.environ.update(
 
 import crosstune.code_digest  # noqa: E402
 import crosstune.config  # noqa: E402
+import crosstune.studies  # noqa: E402
 import crosstune.train.settings  # noqa: E402
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
@@ -23,7 +26,12 @@ try:
 except WorkflowError as e:
     raise crosstune.config.ConfigError(crosstune.config.schema_message(e)) from None
 
-# a methods entry with per_language: true becomes one method per target language
+# each point of a study (studies:) becomes a methods entry, clo[size=800]; then a methods
+# entry with per_language: true becomes one method per target language
+STUDIES = crosstune.studies.expand(
+    config,
+    yaml.safe_load(open(f"{workflow.basedir}/workflow/schemas/config.schema.yaml")),
+)
 crosstune.train.settings.expand_per_language(config)
 crosstune.config.check(config)
 

@@ -238,3 +238,47 @@ rule layer_choice:
         model_dirs=[eval_model_dir(job["model"], job["method"]) for job in LAYER_JOBS],
     script:
         "../scripts/layer_choice.py"
+
+
+# ---------------------------------------------------------------- studies
+# one job per study (crosstune.studies): its long table and curves
+rule study:
+    input:
+        metrics=study_scores("metrics.tsv"),
+        replicates=study_scores("replicates.npz"),
+        meta=study_scores("provenance.json"),
+    output:
+        table=report(
+            "results/studies/{study}/table.tsv",
+            caption="../report/study.rst",
+            category="Studies",
+            subcategory="{study}",
+            labels={"study": "{study}", "figure": "table (long)"},
+        ),
+        curves=report(
+            directory("results/studies/{study}/curves"),
+            patterns=["{model}_{benchmark}.png"],
+            caption="../report/study.rst",
+            category="Studies",
+            subcategory="{study}",
+            labels={"study": "{study}", "figure": "curves"},
+        ),
+    log:
+        "logs/study/{study}.log",
+    wildcard_constraints:
+        study="|".join(map(re.escape, STUDIES)) or "none",
+    conda:
+        "../../envs/eval.yaml"
+    threads: res("aggregate", "threads")
+    resources:
+        mem_mb=res("aggregate", "mem_mb"),
+        runtime=res("aggregate", "runtime"),
+        gpu=res("aggregate", "gpu"),
+    params:
+        code=code("study.py"),
+        jobs=lambda wc: STUDY_JOBS[wc.study],
+        rows=lambda wc: study_rows(wc.study),
+        confidence=config["evaluation"]["bootstrap"]["confidence"],
+        seed=eval_seed(),
+    script:
+        "../scripts/study.py"

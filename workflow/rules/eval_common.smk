@@ -155,6 +155,40 @@ EVAL_WILDCARDS = dict(
 )
 
 
+STUDY_KEYS = ("point", "setting", "x", "also")
+
+
+def study_rows(study):
+    """The evaluation rows of a study's points (crosstune.studies): each variant's rows
+    (cc_tuning modes, per-language variants <point>-<lang>) with the point they belong to.
+    """
+    rows = []
+    for p in STUDIES[study]:
+        for row in EVAL_METHODS:
+            name, sep, mode = row.partition(MODE_SEP)
+            if name == p["name"] or name.startswith(p["name"] + "-"):
+                suffix = name[len(p["name"]) :]  # "-zh" for a per-language variant
+                method = p["method"] + suffix + sep + mode
+                rows.append(
+                    {"row": row, "method": method, **{k: p[k] for k in STUDY_KEYS}}
+                )
+    return rows
+
+
+STUDY_JOBS = {
+    study: [
+        j for j in EVAL_JOBS if j["method"] in {r["row"] for r in study_rows(study)}
+    ]
+    for study in STUDIES
+}
+
+
+def study_scores(kind):
+    return lambda wc: [
+        f"{EVAL_DIR}/scores/{kind}".format(**j) for j in STUDY_JOBS[wc.study]
+    ]
+
+
 # The default target grows by the evaluation outputs when benchmarks are
 # configured (wraps the all_targets() of the rule files included before).
 _targets_before_eval = all_targets
@@ -166,4 +200,6 @@ def all_targets():
         targets += rules.aggregate.output
     if LAYER_JOBS:
         targets += rules.layer_choice.output
+    # each study with scores: its table and curves (rule study)
+    targets += [f"results/studies/{s}/table.tsv" for s in STUDIES if STUDY_JOBS[s]]
     return targets

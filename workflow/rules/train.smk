@@ -64,7 +64,10 @@ rule train:
             if config["methods"][wc.method]["type"] == "cc_tuning"
             else None
         ),
-        seed=config["seed"],
+        # the method's train.seed (a study's seeds:), else the global seed
+        seed=lambda wc: crosstune.train.settings.resolve(config, wc.method)[
+            "train"
+        ].get("seed", config["seed"]),
         # the resume source: not an output, so a failed job leaves it for the rerun
         checkpoints=lambda wc: f"results/{wc.model}/train/{wc.method}/checkpoints",
     script:

@@ -1,0 +1,143 @@
+"""Studies: one ``studies:`` entry turns a method setting into a grid of trained variants.
+
+A study names its base methods (``methods: [clo, sft]`` or ``method: clo``), one setting
+to vary (``vary: {size: [400, 800]}``), optionally a second one crossed with it
+(``also: {...}``) and training seeds (``seeds: [1, 2, 3]``). Each point of the grid
+becomes an ordinary ``methods:`` entry named ``<method>[<key>=<value>,...]``
+(``clo[size=800]``, ``sft_lora[lora_r=8,seed=2]``) - the base entry with the point's
+settings - so Snakemake trains, evaluates, caches and reruns each point like any
+other method: adding a value adds exactly that point's jobs. The expansion runs
+before ``per_language`` expansion (crosstune.train.settings.expand_per_language), so a
+study of a per-language entry gives ``clo[size=800]-zh`` variants through that same
+mechanism.
+
+A setting path is relative to the method entry: ``size`` is ``methods.<m>.size``,
+``train.finetuning.lora_r`` is ``methods.<m>.train.finetuning.lora_r``. A seed sets
+the variant's ``train.seed`` (the training seed: initialisation, data order; the
+data sample is the method's own ``seed`` setting, which a study may vary too).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import jsonschema
+
+from .config import ConfigError
+from .train.settings import merge, resolve
+
+SEED = "seed"  # the name of the seed axis in point names and tables
+# what a point's value may look like in a path (no "/", spaces, brackets or commas)
+VALUE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+def _fmt(value) -> str:
+    """A value as it appears in a point name: 800, 0.001, true, x2en."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _nested(path: str, value) -> dict:
+    out = value
+    for part in reversed(path.split(".")):
+        out = {part: out}
+    return out
+
+
+def _label(path: str, value) -> str:
+    return f"{path.rsplit('.', 1)[-1]}={_fmt(value)}"
+
+
+def point_name(method: str, settings: dict[str, object]) -> str:
+    """``clo[size=800]``: the method and each varied setting by its last path component."""
+    return f"{method}[{','.join(_label(path, v) for path, v in settings.items())}]"
+
+
+def points(name: str, study: dict) -> list[dict]:
+    """The grid of one study: dicts with method, settings ({path: value}), name (the
+    variant), setting (the varied path), x (its value), point (``size=800``) and also
+    (the crossed setting's ``beta=0.5``, "" when none); the seed is only in the name."""
+    methods = study.get("methods") or ([study["method"]] if study.get("method") else [])
+    if not methods:
+        raise ConfigError(f"studies.{name}: give `method:` or `methods:` (the base methods)")
+    axes = [*study["vary"].items(), *(study.get("also") or {}).items()]
+    if len(axes) > 2:
+        raise ConfigError(f"studies.{name}: vary and also name {len(axes)} settings; a study has at most two")
+    setting, also = axes[0][0], [path for path, _ in axes[1:]]
+    if study.get("seeds"):
+        axes.append((f"train.{SEED}", study["seeds"]))
+    grid = [{}]
+    for path, values in axes:
+        grid = [{**g, path: v} for g in grid for v in values]
+    return [{"method": method, "settings": settings, "name": point_name(method, settings), "setting": setting,
+             "x": settings[setting], "point": _label(setting, settings[setting]),
+             "also": ",".join(_label(path, settings[path]) for path in also)}
+            for method in methods for settings in grid]  # fmt: skip
+
+
+def _check_value(key: str, value) -> None:
+    if isinstance(value, (list, dict)) or value is None or not VALUE.match(_fmt(value)):
+        raise ConfigError(f"{key}: {value!r} cannot be a study value; use numbers, booleans or names "
+                          "of letters, digits, '_', '.', '+', '-'")  # fmt: skip
+
+
+def expand(config: dict, schema: dict) -> dict[str, list[dict]]:
+    """Add each study point to ``config["methods"]`` (and to ``evaluation.methods`` when it
+    is a list); returns {study: its points}. ``schema``: the config schema, whose
+    ``$defs/method`` every variant must satisfy (an unknown setting path or a value of
+    the wrong type is refused naming the study key). In place, before per_language
+    expansion and before anything reads ``methods:`` (common.smk)."""
+    studies = config.get("studies") or {}
+    methods = config.setdefault("methods", {})
+    method_schema = {"$ref": "#/$defs/method", "$defs": schema["$defs"]}
+    validator = jsonschema.Draft202012Validator(method_schema)
+    added: dict[str, tuple[str, dict]] = {}  # variant name -> (study, spec)
+    result = {}
+    for name, study in studies.items():
+        grid = points(name, study)
+        for p in grid:
+            base = p["method"]
+            if base not in methods or base in added:
+                raise ConfigError(f"studies.{name}: method {base!r} is not configured under `methods:` "
+                                  f"(configured: {', '.join(sorted(m for m in methods if m not in added))})")  # fmt: skip
+            spec = copy.deepcopy(methods[base])
+            for path, value in p["settings"].items():
+                key = f"studies.{name}.{'seeds' if path == f'train.{SEED}' else path}"
+                _check_value(key, value)
+                if path.split(".")[0] == "cc_tuning":
+                    raise ConfigError(f"{key}: Transform-Matrix settings (cc_tuning.*) cannot be studied yet; "
+                                      "vary a setting of the method entry")  # fmt: skip
+                spec = merge(spec, _nested(path, value))
+                error = jsonschema.exceptions.best_match(validator.iter_errors(spec))
+                if error is not None:
+                    where = ".".join(map(str, error.absolute_path)) or path
+                    # snakemake's --config reads nested values as strings (its yaml BaseLoader)
+                    hint = ("; --config passes nested values as strings: put the study in a YAML file "
+                            "given after the recipe (--configfile recipe.yaml study.yaml)"
+                            if isinstance(value, str) and re.fullmatch(r"[-+.\de]+|true|false", value) else "")
+                    raise ConfigError(f"{key}: not a valid setting of method {base!r} "
+                                      f"({where}: {error.message}){hint}")  # fmt: skip
+            if p["name"] in added and added[p["name"]][1] != spec:
+                raise ConfigError(f"studies.{name}: point {p['name']!r} collides with study "
+                                  f"{added[p['name']][0]!r}'s point of that name with other settings")  # fmt: skip
+            if p["name"] in methods and p["name"] not in added:
+                raise ConfigError(f"studies.{name}: point {p['name']!r} collides with the configured method")
+            if sum(q["name"] == p["name"] for q in grid) > 1:
+                raise ConfigError(f"studies.{name}: point {p['name']!r} appears twice (a repeated value)")
+            added[p["name"]] = (name, spec)
+            methods[p["name"]] = spec
+        result[name] = grid
+    # a type-specific setting (size of cc_tuning...) is refused by resolve(), naming the study
+    # (per_language is expanded after this: left out of the check)
+    bare = {m: {k: v for k, v in spec.items() if k != "per_language"} for m, spec in methods.items()}
+    for variant, (name, _) in added.items():
+        try:
+            resolve({**config, "methods": bare}, variant)
+        except ConfigError as e:
+            raise ConfigError(f"studies.{name}: {e}") from None
+    chosen = (config.get("evaluation") or {}).get("methods")
+    if chosen is not None:
+        config["evaluation"]["methods"] = list(dict.fromkeys([*chosen, *added]))
+    return result
