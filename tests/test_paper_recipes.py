@@ -88,6 +88,7 @@ def expected_counts(configs: list[dict]) -> dict:
         "pairs": len(models),
         "train": len(models) * len(methods),
         "model_card": len(models) * len(methods),  # one card beside every trained model
+        "report_pages": len(models),  # the pairs stats and transform fits as report pages
         "benchmark_data": benchmark_pairs,
         "activations": len(models) * len(cc),
         "transform": len(models) * len(cc),

@@ -44,9 +44,9 @@ def test_points_are_methods_named_by_their_settings():
     assert (lora["finetuning"]["lora_r"], lora["finetuning"]["mode"], lora["learning_rate"], lora["seed"]) == (
         64, "lora", 1e-3, 2)  # fmt: skip
     assert len(studies["lora_rank"]) == 4  # 2 ranks x 1 learning rate x 2 seeds
-    # a listed evaluation gets every point (a null one evaluates every method anyway)
-    assert cfg["evaluation"]["methods"][:2] == ["base", "sft"]
-    assert "clo[size=400]" in cfg["evaluation"]["methods"]
+    # a listed evaluation gets the points of the methods it lists (a null one evaluates every
+    # method anyway): clo is not evaluated, so neither are its points
+    assert cfg["evaluation"]["methods"] == ["base", "sft", "sft[size=400]", "sft[size=800]"]
 
 
 def test_a_study_of_a_per_language_entry_expands_through_per_language():

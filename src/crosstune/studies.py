@@ -83,9 +83,13 @@ def _check_value(key: str, value) -> None:
                           "of letters, digits, '_', '.', '+', '-'")  # fmt: skip
 
 
+def _base(grid: list[dict], variant: str) -> str:
+    return next(p["method"] for p in grid if p["name"] == variant)
+
+
 def expand(config: dict, schema: dict) -> dict[str, list[dict]]:
     """Add each study point to ``config["methods"]`` (and to ``evaluation.methods`` when it
-    is a list); returns {study: its points}. ``schema``: the config schema, whose
+    is a list naming the point's base method); returns {study: its points}. ``schema``: the config schema, whose
     ``$defs/method`` every variant must satisfy (an unknown setting path or a value of
     the wrong type is refused naming the study key). In place, before per_language
     expansion and before anything reads ``methods:`` (common.smk)."""
@@ -137,7 +141,11 @@ def expand(config: dict, schema: dict) -> dict[str, list[dict]]:
             resolve({**config, "methods": bare}, variant)
         except ConfigError as e:
             raise ConfigError(f"studies.{name}: {e}") from None
+    # an explicit evaluation.methods list gains the points of the methods it evaluates (a row
+    # "cc_tuning@matrix" evaluates cc_tuning), so a study of a method left out is not evaluated
     chosen = (config.get("evaluation") or {}).get("methods")
     if chosen is not None:
-        config["evaluation"]["methods"] = list(dict.fromkeys([*chosen, *added]))
+        evaluated = {row.split("@")[0] for row in chosen}
+        chosen_points = [v for v, (study, _) in added.items() if _base(result[study], v) in evaluated]
+        config["evaluation"]["methods"] = list(dict.fromkeys([*chosen, *chosen_points]))
     return result

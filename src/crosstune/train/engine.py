@@ -282,10 +282,18 @@ def save_final(trainer, settings: dict, model_dir: Path, final: Path) -> None:
         f.unlink()
 
 
-def log_curve(log_history: list[dict], key: str, extra) -> list[dict]:
+def log_curve(log_history: list[dict], key: str) -> list[dict]:
     """The log entries holding ``key`` (``loss``: training logs, ``eval_loss``: evaluations) as
-    ``{step, key, *extra}`` points (the ``extra`` names each entry has)."""
-    return [{k: e[k] for k in ("step", key, *extra) if k in e} for e in log_history if key in e]
+    ``{step, key, *values}`` points: every logged value (learning rate, gradient norm, the
+    method's metrics) but the Trainer's bookkeeping and timings. The names come from the history
+    itself, so a run resumed from a checkpoint keeps the values its first session logged."""
+    entries = [e for e in log_history if key in e]
+    names = dict.fromkeys(k for e in entries for k in e if k not in BOOKKEEPING and not k.endswith(TIMINGS))
+    return [{k: e[k] for k in ("step", *names) if k in e} for e in entries]
+
+
+BOOKKEEPING = {"step", "epoch", "num_input_tokens_seen", "total_flos"}
+TIMINGS = ("_runtime", "_per_second")  # wall-clock speeds: differ between identical runs
 
 
 # --------------------------------------------------------------------------- the job
@@ -351,8 +359,8 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
     if not trainer.accelerator.is_main_process:
         return {}
     state = trainer.state
-    curve = log_curve(state.log_history, "loss", ("learning_rate", "grad_norm", *trainer.metric_names["train"]))
-    eval_curve = log_curve(state.log_history, "eval_loss", [f"eval_{k}" for k in trainer.metric_names["eval"]])
+    curve = log_curve(state.log_history, "loss")
+    eval_curve = log_curve(state.log_history, "eval_loss")
     summary = {
         "method": settings["name"], "type": settings["type"], "init_from": settings.get("init_from"),
         "start_model": str(model_dir), "examples": len(examples),

@@ -94,7 +94,6 @@ class MethodTrainer(Trainer):
         # the rows the reference table covers (training + held-out rows); default the training set
         self.reference_dataset = reference_dataset
         self.windows = {"train": Window(), "eval": Window()}
-        self.metric_names: dict[str, list[str]] = {"train": [], "eval": []}
         # Count target tokens over the accumulated (and all-process) batch for every
         # method with `labels`; the method normalises its summed loss by that count.
         self.model_accepts_loss_kwargs = True
@@ -173,9 +172,6 @@ class MethodTrainer(Trainer):
         counts, prefix = {}, "eval_" if mode == "eval" else ""
         if mode is not None:
             means, counts = self.windows[mode].take(self.accelerator)
-            for name in means:
-                if name not in self.metric_names[mode]:
-                    self.metric_names[mode].append(name)
             logs.update({prefix + name: value for name, value in means.items()})
         super().log(logs, start_time)
         for callback in self.callback_handler.callbacks:
