@@ -136,3 +136,16 @@ def test_per_language_entry_expands_into_one_method_per_target_language():
     bad = config({"a": {"type": "sft", "per_language": True}, "b": {"type": "sft_dpo", "init_from": "a"}})
     with pytest.raises(ConfigError, match=r"methods.b.init_from: 'a' is per language; 'b' must be too"):
         expand_per_language(bad)
+
+
+def test_the_training_module_answers_help_and_names_its_job_file():
+    import subprocess
+    import sys
+
+    env = {"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    run = [sys.executable, "-m", "crosstune.train"]
+    shown = subprocess.run([*run, "--help"], capture_output=True, text=True, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "usage: python -m crosstune.train" in shown.stdout and "job" in shown.stdout
+    missing = subprocess.run(run, capture_output=True, text=True, env=env)
+    assert missing.returncode == 2 and "the following arguments are required: job" in missing.stderr
