@@ -129,8 +129,6 @@ def test_resources_become_sbatch_options(rehearsal):
         assert mem == 2000 or ("_" in j["JobID"] and 2000 < mem <= 2016), j
 
 
-@pytest.mark.xfail(reason="known defect (issue 12 open): the resubmitted training finds its checkpoints "
-                   "gone and starts at step 0; SLURM's TIMEOUT and the resubmission are checked", strict=False)
 def test_a_job_ended_by_its_time_limit_is_resubmitted_and_resumes(rehearsal):
     workdir, accounted = rehearsal
     sft_en = [j["State"] for j in accounted if j["Comment"] == "rule_train_wildcards_tiny-llama_sft_en"]

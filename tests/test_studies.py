@@ -133,4 +133,5 @@ def test_adding_a_value_plans_only_that_point(tiny_run):
     n_bench = jobs["generate"]
     assert jobs["train"] == 1 and jobs["score"] == n_bench and jobs["study"] == 1
     assert "output: results/tiny-llama/train/clo[size=16]/model" in run.stdout
-    assert set(jobs) == {"train", "generate", "score", "study", "aggregate", "all"}
+    # model cards: the new model's, and every card that shows the rewritten scores table
+    assert set(jobs) == {"train", "model_card", "generate", "score", "study", "aggregate", "all"}
