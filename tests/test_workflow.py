@@ -115,7 +115,8 @@ def test_method_setting_reruns_that_training_only(tiny_run):
     assert "results/tiny-llama/train/sft_dpo/metrics.json" in run.stdout
     run = snakemake(tiny_run, "-n", override={"train": {"learning_rate": 0.002}})
     jobs = planned_jobs(run)
-    assert jobs.get("train") == len(yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())["methods"])
+    trained = [d for d in (tiny_run / "results/tiny-llama/train").iterdir() if (d / "model").is_dir()]
+    assert jobs.get("train") == len(trained) >= len(yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())["methods"])
     assert not {"pairs", "translate", "base_model"} & set(jobs)
 
 
