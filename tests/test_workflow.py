@@ -183,8 +183,9 @@ def test_xlsum_from_the_release_gets_its_oracle_row(tiny_run, cc_eval):
     run = snakemake(tiny_run, "-n", override=override)
     jobs = planned_jobs(run)
     assert jobs.get("benchmark_data") == 2  # xlsum en, sw from the release
-    # every row re-generates xlsum (new items), now including cc_tuning@oracle: base, sft + three modes
-    assert jobs.get("generate") == 5 and jobs.get("score") == 5
+    # every row re-generates xlsum (new items), now including cc_tuning@oracle: base, sft, clo and its two
+    # study points (clo[size=2], clo[size=8]), and cc_tuning's three modes
+    assert jobs.get("generate") == 8 and jobs.get("score") == 8
     from crosstune.benchmarks import build_items
 
     items, _ = build_items("xlsum", "sw", {"source": "released"}, str(cc_eval))
