@@ -1,7 +1,7 @@
 """``crosstune``: the actions that are not Snakemake jobs (the pipeline itself runs with ``snakemake``).
 
-    crosstune export-lm-eval DIR [--benchmarks ...] [--languages ...] [--configfile config.yaml]
-    crosstune train JOB.json        # one training job file, as python -m crosstune.train
+crosstune export-lm-eval DIR [--benchmarks ...] [--languages ...] [--configfile config.yaml]
+crosstune train JOB.json        # one training job file, as python -m crosstune.train
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ def read_config(paths: list[str]) -> dict:
         except (OSError, yaml.YAMLError) as e:
             raise ConfigError(f"--configfile {path}: {e}") from None
         if not isinstance(data, dict):
-            raise ConfigError(f"--configfile {path}: a config is a mapping of keys, got {type(data).__name__}")
+            raise ConfigError(
+                f"--configfile {path}: a config is a mapping of keys, got {type(data).__name__}"
+            )
         config = merge(config, data)
     return config
 
@@ -40,7 +42,9 @@ def export_lm_eval(args: argparse.Namespace) -> int:
     counts = export(args.dir, config, args.benchmarks, args.languages)
     out = Path(args.dir).resolve()
     for benchmark, langs in counts.items():
-        print(f"{benchmark}: {', '.join(f'{lang} {n}' for lang, n in langs.items())} items -> {out / benchmark}")
+        print(
+            f"{benchmark}: {', '.join(f'{lang} {n}' for lang, n in langs.items())} items -> {out / benchmark}"
+        )
     print(f"run: lm_eval --model hf --model_args pretrained=MODEL --apply_chat_template "
           f"--include_path {out} --tasks crosstune_{next(iter(counts), 'xnli')}")  # fmt: skip
     return 0
@@ -68,11 +72,17 @@ def parser() -> argparse.ArgumentParser:
         "multiple choice also crosstune_<benchmark>_ll, ranked by log-likelihood). Then: lm_eval --model hf "
         "--model_args pretrained=MODEL --apply_chat_template --include_path DIR --tasks crosstune_xnli",
     )
-    e.add_argument("dir", metavar="DIR", help="output directory (each benchmark's subdirectory is replaced)")
+    e.add_argument(
+        "dir", metavar="DIR", help="output directory (each benchmark's subdirectory is replaced)"
+    )
     e.add_argument("--benchmarks", nargs="+", choices=BENCHMARKS, metavar="NAME",
                    help=f"benchmarks to export (default: the config's benchmarks.run, else all: {', '.join(BENCHMARKS)})")  # fmt: skip
-    e.add_argument("--languages", nargs="+", metavar="LANG",
-                   help="only these languages (default: each benchmark's configured languages)")
+    e.add_argument(
+        "--languages",
+        nargs="+",
+        metavar="LANG",
+        help="only these languages (default: each benchmark's configured languages)",
+    )
     e.add_argument("--configfile", nargs="+", metavar="FILE",
                    help="crosstune config(s) whose benchmarks: section chooses the items (source, languages, n) "
                    "and evaluation: the answer length and QA normalisation (default: the bundled mini sets)")  # fmt: skip

@@ -33,7 +33,11 @@ TAG = "crosstune"
 # lm-eval metric names (as the literature names them) per crosstune task type
 METRICS = {
     "multiple_choice": ("acc", "no_answer"),  # acc: the paper's accuracy of the generated answer
-    "extractive_qa": ("acc", "exact_match", "f1"),  # acc: a gold answer occurs in the output (the paper's)
+    "extractive_qa": (
+        "acc",
+        "exact_match",
+        "f1",
+    ),  # acc: a gold answer occurs in the output (the paper's)
     "open_qa": ("acc", "exact_match", "f1"),
     "summarisation": ("rougeL", "chrf"),
 }
@@ -65,7 +69,10 @@ def process_results(doc: dict, results: list[str]) -> dict:
         s = M.qa_scores(output, [g for g in golds if g.strip()], doc["lang"], doc["qa_normalize"])
         return {"acc": s["accuracy"], "exact_match": s["exact_match"], "f1": s["f1"]}
     # chrf: lm-eval's corpus-level aggregation (sacrebleu's defaults, as crosstune's; scale 0-100)
-    return {"rougeL": M.rouge_l(output, doc["answer"], doc["lang"]), "chrf": (doc["answer"], output)}
+    return {
+        "rougeL": M.rouge_l(output, doc["answer"], doc["lang"]),
+        "chrf": (doc["answer"], output),
+    }
 
 
 UTILS = '''"""Hooks of the crosstune tasks (written by `crosstune export-lm-eval`): crosstune scores the outputs."""
@@ -91,7 +98,11 @@ def _dump(obj: dict) -> str:
 
 
 def _metric(name: str, aggregation: str = "mean") -> dict:
-    return {"metric": name, "aggregation": aggregation, "higher_is_better": name not in LOWER_IS_BETTER}
+    return {
+        "metric": name,
+        "aggregation": aggregation,
+        "higher_is_better": name not in LOWER_IS_BETTER,
+    }
 
 
 def template_config(benchmark: str, max_new_tokens: int, loglik: bool = False) -> dict:
@@ -130,7 +141,9 @@ def _group_config(benchmark: str, langs: list[str], loglik: bool) -> dict:
         "group": task_name(benchmark, loglik=loglik),
         "task": [task_name(benchmark, lang, loglik) for lang in langs],
         # the paper's "Avg": every language counts the same, whatever its item count
-        "aggregate_metric_list": [{"metric": m, "aggregation": "mean", "weight_by_size": False} for m in metrics],
+        "aggregate_metric_list": [
+            {"metric": m, "aggregation": "mean", "weight_by_size": False} for m in metrics
+        ],
         "metadata": {"version": 1.0},
     }
 
@@ -144,12 +157,16 @@ def export_benchmark(out_dir: Path, benchmark: str, items: dict[str, list[dict]]
     with atomic_path(final, directory=True) as tmp:
         (tmp / "utils.py").write_text(UTILS, encoding="utf-8")
         for lang, its in items.items():
-            docs = [{**it, "qa_normalize": qa_normalize} if t.task.endswith("qa") else it for it in its]
+            docs = [
+                {**it, "qa_normalize": qa_normalize} if t.task.endswith("qa") else it for it in its
+            ]
             write_jsonl(tmp / "data" / f"{lang}.jsonl", docs)
         for loglik in variants:
             suffix = "_ll" if loglik else ""
             template = f"_template{suffix}_yaml"
-            (tmp / template).write_text(_dump(template_config(benchmark, max_new_tokens, loglik)), encoding="utf-8")
+            (tmp / template).write_text(
+                _dump(template_config(benchmark, max_new_tokens, loglik)), encoding="utf-8"
+            )
             for lang in items:
                 # data_files must be absolute: lm-eval hands them to datasets.load_dataset, which
                 # reads relative paths from the working directory, not from this file's
@@ -165,7 +182,9 @@ def _write_top_group(out_dir: Path) -> None:
     """``DIR/_crosstune.yaml``: the group of every benchmark exported into ``out_dir`` so far."""
     groups = [task_name(b) for b in BENCHMARKS if (out_dir / b / f"_{task_name(b)}.yaml").is_file()]
     with atomic_path(out_dir / "_crosstune.yaml") as tmp:
-        tmp.write_text(_dump({"group": TAG, "task": groups, "metadata": {"version": 1.0}}), encoding="utf-8")
+        tmp.write_text(
+            _dump({"group": TAG, "task": groups, "metadata": {"version": 1.0}}), encoding="utf-8"
+        )
 
 
 def export(out_dir: str | Path, config: dict | None = None, benchmarks: list[str] | None = None,
@@ -183,7 +202,9 @@ def export(out_dir: str | Path, config: dict | None = None, benchmarks: list[str
     if benchmarks:
         unknown = [b for b in benchmarks if b not in BENCHMARKS]
         if unknown:
-            raise ConfigError(f"--benchmarks: unknown {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+            raise ConfigError(
+                f"--benchmarks: unknown {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}"
+            )
         section["run"] = list(benchmarks)
     chosen = check_config({"benchmarks": section})
     if languages:
@@ -194,13 +215,18 @@ def export(out_dir: str | Path, config: dict | None = None, benchmarks: list[str
                               f"(benchmarks.<name>.languages in the config, or the bundled sets' languages)")  # fmt: skip
         chosen = {b: langs for b, langs in chosen.items() if langs}
     evaluation = config.get("evaluation") or {}
-    max_new_tokens = (evaluation.get("generation") or {}).get("max_new_tokens", 40)  # schema default
+    max_new_tokens = (evaluation.get("generation") or {}).get(
+        "max_new_tokens", 40
+    )  # schema default
     qa_normalize = evaluation.get("qa_normalize", "squad")  # schema default
     out_dir = Path(out_dir)
     counts = {}
     for benchmark, langs in chosen.items():
         spec = section.get(benchmark) or {}
-        items = {lang: build_items(benchmark, lang, spec, section.get("released_dir"))[0] for lang in langs}
+        items = {
+            lang: build_items(benchmark, lang, spec, section.get("released_dir"))[0]
+            for lang in langs
+        }
         export_benchmark(out_dir, benchmark, items, max_new_tokens, qa_normalize)
         counts[benchmark] = {lang: len(its) for lang, its in items.items()}
     _write_top_group(out_dir)
