@@ -133,3 +133,34 @@ def test_lm_eval_loads_the_same_items_and_prompts(tmp_path):
                 assert gen.process_results(doc, ["zzzz"])["acc"] == 0.0
     # every exported task checked: 30 languages over the six bundled sets, 16 of them multiple choice (also _ll)
     assert seen == len(tasks) == 30 + 16
+
+
+def test_lm_eval_run_equals_crosstune_generation(tmp_path, tiny_model_dir):
+    """lm_eval on the exported tasks decodes and scores as crosstune's generate stage (tiny random model)."""
+    lm_eval = pytest.importorskip("lm_eval", reason="lm-evaluation-harness is the [dev] extra")
+    from lm_eval.tasks import TaskManager
+
+    from crosstune.evaluate import generation as G
+
+    model_dir, n = tiny_model_dir("llama"), 3
+    assert main(["export-lm-eval", str(tmp_path), "--benchmarks", "xnli", "--languages", "en"]) == 0
+    res = lm_eval.simple_evaluate(
+        model="hf", model_args=f"pretrained={model_dir},dtype=float32", device="cpu", batch_size=1,
+        tasks=["crosstune_xnli_en", "crosstune_xnli_ll_en"], limit=n, apply_chat_template=True, log_samples=True,
+        task_manager=TaskManager(include_path=str(tmp_path), include_defaults=False),
+    )  # fmt: skip
+    items = build_items("xnli", "en", {})[0][:n]
+    model, tok = G.load_model(model_dir, dtype="float32", device="cpu")
+    chats = [G.chat_text(tok, it["prompt"]) for it in items]
+    ours = G.greedy_generate(model, tok, [G.encode(tok, c) for c in chats], max_new_tokens=40)
+    gen = sorted(res["samples"]["crosstune_xnli_en"], key=lambda s: s["doc_id"])
+    assert [s["arguments"][0][0] for s in gen] == chats  # the same chat-templated prompt
+    assert [s["resps"][0][0] for s in gen] == [
+        tok.decode(t, skip_special_tokens=True) for t, _ in ours
+    ]
+    # the options ranked as HFLM encodes them (the prompt's trailing "\n" moved into each option)
+    requests = [(c, o["text"]) for c, it in zip(chats, items) for o in it["options"]]
+    expected = G.option_logliks(model, tok, requests, move_whitespace=True)
+    ll = sorted(res["samples"]["crosstune_xnli_ll_en"], key=lambda s: s["doc_id"])
+    got = [r[0] for s in ll for r in s["resps"]]
+    assert [g[0] for g in got] == pytest.approx([e[0] for e in expected], abs=1e-4)
