@@ -159,7 +159,7 @@ def test_lm_eval_run_equals_crosstune_generation(tmp_path, tiny_model_dir):
         tok.decode(t, skip_special_tokens=True) for t, _ in ours
     ]
     # the options ranked as HFLM encodes them (the prompt's trailing "\n" moved into each option)
-    requests = [(c, o["text"]) for c, it in zip(chats, items) for o in it["options"]]
+    requests = [(c, o["text"]) for c, it in zip(chats, items, strict=True) for o in it["options"]]
     expected = G.option_logliks(model, tok, requests, move_whitespace=True)
     ll = sorted(res["samples"]["crosstune_xnli_ll_en"], key=lambda s: s["doc_id"])
     got = [r[0] for s in ll for r in s["resps"]]

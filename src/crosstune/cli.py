@@ -36,8 +36,11 @@ def read_config(paths: list[str]) -> dict:
 
 
 def export_lm_eval(args: argparse.Namespace) -> int:
+    import datasets
+
     from .benchmarks.lmeval import export
 
+    datasets.disable_progress_bars()  # one "Generating test split" bar per language read otherwise
     config = read_config(args.configfile) if args.configfile else None
     counts = export(args.dir, config, args.benchmarks, args.languages)
     out = Path(args.dir).resolve()
