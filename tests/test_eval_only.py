@@ -51,14 +51,22 @@ def test_the_eval_only_config_plans_no_data_or_training_jobs(tmp_path, plain_mod
     trained = tmp_path / "results" / "tiny-llama" / "train" / "sft" / "model"
     trained.parent.mkdir(parents=True)
     trained.symlink_to(plain_model_dir, target_is_directory=True)
-    extra = {"models": {"tiny-llama-sft": {"source": {"type": "local", "id": "results/tiny-llama/train/sft/model"}}}}
+    extra = {
+        "models": {
+            "tiny-llama-sft": {
+                "source": {"type": "local", "id": "results/tiny-llama/train/sft/model"}
+            }
+        }
+    }
     plans = {}
     for target in ("evaluate_only", "all"):
         run = snakemake(tmp_path, target, "-n", configfile=EVAL_ONLY, override=extra)
         plans[target] = jobs = planned_jobs(run)
         assert set(jobs) == EVAL_RULES | {target}, jobs
         assert jobs["base_model"] == 3  # the two models of the file and the trained one
-        assert jobs["generate"] == 3 * 6 and jobs["score"] == 3 * 6  # every model, the six benchmarks
+        assert (
+            jobs["generate"] == 3 * 6 and jobs["score"] == 3 * 6
+        )  # every model, the six benchmarks
         assert "results/tiny-llama-sft/eval/base/xnli/predictions" in run.stdout
     assert {k: n for k, n in plans["all"].items() if k != "all"} == {
         k: n for k, n in plans["evaluate_only"].items() if k != "evaluate_only"
@@ -71,7 +79,9 @@ def plain_run(tmp_path_factory, plain_model_dir):
     eval_only_config(workdir / "eval.yaml", {MODEL: {"source": {"type": "local", "id": str(plain_model_dir)},
                                                       "prompt_format": "plain"}})  # fmt: skip
     run = snakemake(workdir, "evaluate_only", configfile=workdir / "eval.yaml")
-    ran = planned_jobs(SimpleNamespace(stdout=run.stderr))  # a real run prints its job stats on stderr
+    ran = planned_jobs(
+        SimpleNamespace(stdout=run.stderr)
+    )  # a real run prints its job stats on stderr
     assert set(ran) == EVAL_RULES | {"evaluate_only"}, ran
     return workdir
 
@@ -89,21 +99,29 @@ def test_a_model_without_a_chat_template_is_scored_with_plain_prompts(plain_run,
     preds = plain_run / f"results/{MODEL}/eval/base/xnli/predictions"
     items = [json.loads(x) for x in (plain_run / "results/benchmarks/xnli/sw.jsonl").open()]
     records = [json.loads(x) for x in (preds / "sw.jsonl").open()]
-    assert [r["prompt_tokens"] for r in records] == [len(G.encode(tokenizer, it["prompt"])) for it in items]
-    assert json.loads((preds / "provenance.json").read_text())["settings"]["prompt_format"] == "plain"
+    assert [r["prompt_tokens"] for r in records] == [
+        len(G.encode(tokenizer, it["prompt"])) for it in items
+    ]
+    assert (
+        json.loads((preds / "provenance.json").read_text())["settings"]["prompt_format"] == "plain"
+    )
 
 
 def test_prompt_format_is_a_param_of_generate_only(plain_run):
     cfg = yaml.safe_load((plain_run / "eval.yaml").read_text())
     cfg["models"][MODEL]["prompt_format"] = "chat"
     (plain_run / "chat.yaml").write_text(yaml.safe_dump(cfg))
-    jobs = planned_jobs(snakemake(plain_run, "evaluate_only", "-n", configfile=plain_run / "chat.yaml"))
+    jobs = planned_jobs(
+        snakemake(plain_run, "evaluate_only", "-n", configfile=plain_run / "chat.yaml")
+    )
     assert jobs == {"generate": 2, "score": 2, "aggregate": 1, "evaluate_only": 1}
 
 
 def test_chat_prompts_without_a_chat_template_name_the_key(tmp_path, plain_model_dir):
     """The default prompt_format (chat) on a model without a template stops generate, naming the key."""
-    eval_only_config(tmp_path / "eval.yaml", {MODEL: {"source": {"type": "local", "id": str(plain_model_dir)}}})
+    eval_only_config(
+        tmp_path / "eval.yaml", {MODEL: {"source": {"type": "local", "id": str(plain_model_dir)}}}
+    )
     target = f"results/{MODEL}/eval/base/xquad/predictions"
     run = snakemake(tmp_path, target, configfile=tmp_path / "eval.yaml", check=False)
     assert run.returncode != 0
@@ -115,15 +133,21 @@ def test_chat_prompts_without_a_chat_template_name_the_key(tmp_path, plain_model
 def test_prompt_text_plain_is_the_prompt_after_the_tokenizers_bos(tiny_tokenizer):
     from tokenizers.processors import TemplateProcessing
 
-    assert G.prompt_text(tiny_tokenizer, "Swali?", "plain") == "Swali?"  # this tokenizer adds no BOS
+    assert (
+        G.prompt_text(tiny_tokenizer, "Swali?", "plain") == "Swali?"
+    )  # this tokenizer adds no BOS
     assert G.prompt_text(tiny_tokenizer, "Swali?", "chat").endswith("<|im_start|>assistant\n")
-    with_bos = copy.deepcopy(tiny_tokenizer)  # as Llama's and Gemma's tokenizers: BOS before every text
+    with_bos = copy.deepcopy(
+        tiny_tokenizer
+    )  # as Llama's and Gemma's tokenizers: BOS before every text
     bos = with_bos.bos_token
     with_bos.backend_tokenizer.post_processor = TemplateProcessing(
         single=f"{bos} $A", special_tokens=[(bos, with_bos.bos_token_id)]
     )
     text = G.prompt_text(with_bos, "Swali?", "plain")
     assert text == f"{bos}Swali?"
-    assert G.encode(with_bos, text) == with_bos("Swali?")["input_ids"]  # what the tokenizer itself gives
+    assert (
+        G.encode(with_bos, text) == with_bos("Swali?")["input_ids"]
+    )  # what the tokenizer itself gives
     with pytest.raises(ValueError, match="prompt_format: 'raw' is not one of chat, plain"):
         G.prompt_text(tiny_tokenizer, "Swali?", "raw")

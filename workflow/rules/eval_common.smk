@@ -126,13 +126,19 @@ EVAL_JOBS = [
 ]
 
 
-# the connection sits at a position of the chat-templated prompt the method was trained on
-for job in EVAL_JOBS:
-    if eval_cc_tuning(job["method"]) and config["models"][job["model"]]["prompt_format"] != "chat":
-        raise crosstune.config.ConfigError(
-            f"models.{job['model']}.prompt_format: plain prompts cannot be evaluated with CC-Tuning's "
-            f"connection (row {job['method']}): set it to chat or evaluate the mode none only"
-        )
+def check_prompt_formats():
+    """The connection sits at a position of the chat-templated prompt the method was trained on."""
+    for job in EVAL_JOBS:
+        if eval_cc_tuning(job["method"]) and config["models"][job["model"]][
+            "prompt_format"
+        ] == "plain":
+            raise crosstune.config.ConfigError(
+                f"models.{job['model']}.prompt_format: plain prompts cannot be evaluated with "
+                f"CC-Tuning's connection (row {job['method']}): set it to chat, or evaluate mode none"
+            )
+
+
+check_prompt_formats()
 
 
 # rows decoded with a connection (cc_tuning in mode matrix or oracle): their predictions

@@ -136,11 +136,12 @@ def load_model(model_dir: str | Path, tokenizer_dir: str | Path | None = None, d
     return model, tokenizer
 
 
-def check_prompt_format(tokenizer, prompt_format: str, model_name: str | None = None, where="") -> None:
+def check_prompt_format(tokenizer, prompt_format: str, model_name: str | None = None, where=""):
     """Refuse a prompt format the tokenizer cannot render, naming the config keys that fix it."""
     key = f"models.{model_name or '<name>'}"
     if prompt_format not in PROMPT_FORMATS:
-        raise ValueError(f"{key}.prompt_format: {prompt_format!r} is not one of {', '.join(PROMPT_FORMATS)}")
+        choices = ", ".join(PROMPT_FORMATS)
+        raise ValueError(f"{key}.prompt_format: {prompt_format!r} is not one of {choices}")
     if prompt_format == "chat" and not tokenizer.chat_template:
         raise ValueError(
             f"{where}: the tokenizer has no chat template, so {key}.prompt_format: chat (the default) cannot "

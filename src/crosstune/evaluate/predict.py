@@ -33,13 +33,16 @@ def option_continuations(item: dict, mode: str) -> list[str]:
     return [str(o["text"] if mode == "text" else o["label"]) for o in item["options"]]
 
 
-def english_prompt_ids(tokenizer, items: list[dict], desc: str = "", prompt_format: str = "chat") -> list[list[int]]:
+def english_prompt_ids(
+    tokenizer, items: list[dict], desc: str = "", prompt_format: str = "chat"
+) -> list[list[int]]:
     """The formatted English prompt of every item (CC-Tuning's oracle mode)."""
     missing = [it["id"] for it in items if not it.get("prompt_en")]
     if missing:
         raise ValueError(f"{desc}: cc_tuning oracle mode needs each item's English prompt (prompt_en); "
                          f"{len(missing)} items have none, e.g. {missing[0]} (not a parallel benchmark?)")  # fmt: skip
-    return [gen.encode(tokenizer, gen.prompt_text(tokenizer, it["prompt_en"], prompt_format)) for it in items]
+    texts = [gen.prompt_text(tokenizer, it["prompt_en"], prompt_format) for it in items]
+    return [gen.encode(tokenizer, t) for t in texts]
 
 
 def _connected_generate(connection, ids, english, lang, g, limits, desc) -> tuple[list, list]:
