@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pandas as pd
@@ -15,6 +18,7 @@ from crosstune.models import build_tiny_model
 
 from .conftest import REPO
 from .snakemake_runner import planned_jobs, snakemake
+from .test_readme_commands import section
 
 EVAL_ONLY = REPO / "config" / "eval-only.yaml"
 EVAL_RULES = {"base_model", "benchmark_data", "generate", "score", "aggregate"}
@@ -45,32 +49,47 @@ def eval_only_config(path, models: dict) -> None:
     path.write_text(yaml.safe_dump(cfg))
 
 
-def test_the_eval_only_config_plans_no_data_or_training_jobs(tmp_path, plain_model_dir):
-    """The shipped config plus a model crosstune trained (a directory at its results/ path): only the
-    evaluation's rules, one base_model job per model; the default target plans the same."""
-    trained = tmp_path / "results" / "tiny-llama" / "train" / "sft" / "model"
+def readme_eval_only() -> tuple[list[list[str]], dict]:
+    """The commands and the example config of the README's section on evaluating any model."""
+    part = section((REPO / "README.md").read_text(), "### lm-eval and evaluating any model\n")
+    blocks = re.findall(r"```bash\n(.*?)```", part, flags=re.S)
+    commands = [
+        line.split(" #")[0].split() for b in blocks for line in b.splitlines() if line.strip()
+    ]
+    return commands, yaml.safe_load(re.search(r"```yaml\n(.*?)```", part, flags=re.S).group(1))
+
+
+def dry_run(workdir, args: list[str]) -> tuple[dict[str, int], str]:
+    """(jobs per rule, output) of a README snakemake command, planned in ``workdir``."""
+    cmd = [sys.executable, "-m", "snakemake", *args, "-n", "-s", str(REPO / "Snakefile"),
+           "--directory", str(workdir)]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return planned_jobs(run), run.stdout
+
+
+def test_the_readme_commands_plan_no_data_or_training_jobs(tmp_path, plain_model_dir):
+    """config/eval-only.yaml and the README's example (with a model crosstune trained, here a
+    directory at its results/ path) plan the evaluation's rules only, one base_model job per
+    model; with no methods the default target plans the same."""
+    commands, example = readme_eval_only()
+    assert [c[:4] for c in commands] == [["snakemake", "--cores", "2", "evaluate_only"]] * 2
+    trained = tmp_path / example["models"]["smollm2-135m-clo"]["source"]["id"]
     trained.parent.mkdir(parents=True)
     trained.symlink_to(plain_model_dir, target_is_directory=True)
-    extra = {
-        "models": {
-            "tiny-llama-sft": {
-                "source": {"type": "local", "id": "results/tiny-llama/train/sft/model"}
-            }
-        }
-    }
+    (tmp_path / "my-eval.yaml").write_text(yaml.safe_dump(example))
     plans = {}
-    for target in ("evaluate_only", "all"):
-        run = snakemake(tmp_path, target, "-n", configfile=EVAL_ONLY, override=extra)
-        plans[target] = jobs = planned_jobs(run)
-        assert set(jobs) == EVAL_RULES | {target}, jobs
-        assert jobs["base_model"] == 3  # the two models of the file and the trained one
-        assert (
-            jobs["generate"] == 3 * 6 and jobs["score"] == 3 * 6
-        )  # every model, the six benchmarks
-        assert "results/tiny-llama-sft/eval/base/xnli/predictions" in run.stdout
-    assert {k: n for k, n in plans["all"].items() if k != "all"} == {
-        k: n for k, n in plans["evaluate_only"].items() if k != "evaluate_only"
-    }
+    for cmd in commands + [[*commands[0][:3], "--configfile", "config/eval-only.yaml"]]:
+        args = [str(tmp_path / a) if a == "my-eval.yaml" else a for a in cmd[1:] if a != "-n"]
+        jobs, out = dry_run(tmp_path, args)
+        target = "evaluate_only" if "evaluate_only" in args else "all"
+        assert set(jobs) == EVAL_RULES | {target}, (cmd, jobs)
+        n_models = len(yaml.safe_load((REPO / args[-1]).read_text())["models"])
+        assert jobs["base_model"] == n_models and jobs["generate"] == n_models * 6, (cmd, jobs)
+        plans[f"{args[-1]} {target}"] = {k: n for k, n in jobs.items() if k != target}
+        if args[-1].endswith("my-eval.yaml"):  # the trained model is evaluated as row base
+            assert "results/smollm2-135m-clo/eval/base/xnli/predictions" in out
+    assert plans["config/eval-only.yaml evaluate_only"] == plans["config/eval-only.yaml all"]
 
 
 @pytest.fixture(scope="module")
