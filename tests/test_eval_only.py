@@ -98,9 +98,8 @@ def plain_run(tmp_path_factory, plain_model_dir):
     eval_only_config(workdir / "eval.yaml", {MODEL: {"source": {"type": "local", "id": str(plain_model_dir)},
                                                       "prompt_format": "plain"}})  # fmt: skip
     run = snakemake(workdir, "evaluate_only", configfile=workdir / "eval.yaml")
-    ran = planned_jobs(
-        SimpleNamespace(stdout=run.stderr)
-    )  # a real run prints its job stats on stderr
+    # a real run prints its job stats on stderr
+    ran = planned_jobs(SimpleNamespace(stdout=run.stderr))
     assert set(ran) == EVAL_RULES | {"evaluate_only"}, ran
     return workdir
 
@@ -121,9 +120,8 @@ def test_a_model_without_a_chat_template_is_scored_with_plain_prompts(plain_run,
     assert [r["prompt_tokens"] for r in records] == [
         len(G.encode(tokenizer, it["prompt"])) for it in items
     ]
-    assert (
-        json.loads((preds / "provenance.json").read_text())["settings"]["prompt_format"] == "plain"
-    )
+    settings = json.loads((preds / "provenance.json").read_text())["settings"]
+    assert settings["prompt_format"] == "plain"
 
 
 def test_prompt_format_is_a_param_of_generate_only(plain_run):
@@ -152,21 +150,27 @@ def test_chat_prompts_without_a_chat_template_name_the_key(tmp_path, plain_model
 def test_prompt_text_plain_is_the_prompt_after_the_tokenizers_bos(tiny_tokenizer):
     from tokenizers.processors import TemplateProcessing
 
-    assert (
-        G.prompt_text(tiny_tokenizer, "Swali?", "plain") == "Swali?"
-    )  # this tokenizer adds no BOS
+    # this tokenizer adds no BOS: the prompt is the text itself
+    assert G.prompt_text(tiny_tokenizer, "Swali?", "plain") == "Swali?"
     assert G.prompt_text(tiny_tokenizer, "Swali?", "chat").endswith("<|im_start|>assistant\n")
-    with_bos = copy.deepcopy(
-        tiny_tokenizer
-    )  # as Llama's and Gemma's tokenizers: BOS before every text
+    # as Llama's and Gemma's tokenizers: BOS before every text
+    with_bos = copy.deepcopy(tiny_tokenizer)
     bos = with_bos.bos_token
     with_bos.backend_tokenizer.post_processor = TemplateProcessing(
         single=f"{bos} $A", special_tokens=[(bos, with_bos.bos_token_id)]
     )
     text = G.prompt_text(with_bos, "Swali?", "plain")
     assert text == f"{bos}Swali?"
-    assert (
-        G.encode(with_bos, text) == with_bos("Swali?")["input_ids"]
-    )  # what the tokenizer itself gives
+    assert G.encode(with_bos, text) == with_bos("Swali?")["input_ids"]  # the tokenizer's own
     with pytest.raises(ValueError, match="prompt_format: 'raw' is not one of chat, plain"):
         G.prompt_text(tiny_tokenizer, "Swali?", "raw")
+
+
+def test_plain_prompts_are_refused_for_cc_tunings_connection(tmp_path):
+    """The connection sits in the chat-templated prompt cc_tuning trained on: refused when planning."""
+    override = {"models": {"tiny-llama": {"prompt_format": "plain"}}}
+    run = snakemake(tmp_path, "-n", override=override, check=False)  # config/tiny.yaml
+    assert run.returncode != 0
+    assert "models.tiny-llama.prompt_format: plain prompts cannot be evaluated with CC-Tuning" in (
+        run.stdout + run.stderr
+    )
