@@ -11,9 +11,10 @@ import yaml
 from .conftest import REPO
 
 
-def snakemake(workdir, *args, override: dict | None = None, check=True):
-    """Run snakemake on config/tiny.yaml, plus an ``override`` config merged on top."""
-    configs = [str(REPO / "config" / "tiny.yaml")]
+def snakemake(workdir, *args, override: dict | None = None, check=True, configfile=None):
+    """Run snakemake on ``configfile`` (default config/tiny.yaml), plus an ``override`` config
+    merged on top."""
+    configs = [str(configfile or REPO / "config" / "tiny.yaml")]
     if override:
         path = workdir / "override.yaml"
         path.write_text(yaml.safe_dump(override))

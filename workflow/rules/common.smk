@@ -65,6 +65,12 @@ def model_dir(model):
     return f"resources/models/{model}"
 
 
+def local_model_dir(model):
+    """models.<model>.source.id of a `local` source (the directory rule base_model links), else []."""
+    source = config["models"][model]["source"]
+    return source["id"] if source["type"] == "local" else []
+
+
 def connection_position(model):
     """models.<model>.connection_position: where CC-Tuning's p sits in the templated prompt
     (rules train, activations and generate pass it to crosstune.cc_tuning.connection).
@@ -85,7 +91,11 @@ def chat_template_file(model):
 
 
 def all_targets():
-    """The default target: the last stage of every model, as far as the pipeline goes."""
+    """The default target: the last stage of every model, as far as the pipeline goes.
+    Without `methods:` nothing is trained, so the training data (pairs) is not built either:
+    the evaluation alone runs (target evaluate_only, config/eval-only.yaml)."""
+    if not config["methods"]:
+        return []
     targets = expand("results/{model}/pairs/pairs.jsonl", model=MODELS)
     targets += expand(
         "results/{model}/train/{method}/metrics.json",
