@@ -164,3 +164,27 @@ def test_lm_eval_run_equals_crosstune_generation(tmp_path, tiny_model_dir):
     ll = sorted(res["samples"]["crosstune_xnli_ll_en"], key=lambda s: s["doc_id"])
     got = [r[0] for s in ll for r in s["resps"]]
     assert [g[0] for g in got] == pytest.approx([e[0] for e in expected], abs=1e-4)
+
+
+def test_the_readme_export_commands_run_as_written(tmp_path, monkeypatch):
+    """Every `crosstune ...` line of the README's lm-eval section runs (from the repository root,
+    writing into a scratch copy of its target directory); the `lm_eval` line names tasks it wrote."""
+    import re
+    import shlex
+
+    text = (ROOT / "README.md").read_text()
+    part = text[text.index("### Exporting the benchmarks to lm-evaluation-harness\n"):]
+    part = part[: part.index("\n## ")]
+    lines = re.sub(r"\\\n", " ", "".join(re.findall(r"```bash\n(.*?)```", part, flags=re.S)))
+    lines = [shlex.split(line.split(" #")[0]) for line in lines.splitlines() if line.strip()]
+    exports = [w for w in lines if w[0] == "crosstune"]
+    assert len(exports) == 2 and all(w[1] == "export-lm-eval" for w in exports)
+    monkeypatch.chdir(ROOT)  # --configfile config.yaml, as a user in the checkout types it
+    for words in exports:
+        assert main([words[1], str(tmp_path / words[2]), *words[3:]]) == 0
+    (lm_eval,) = [w for w in lines if w[0] == "lm_eval"]
+    out = tmp_path / lm_eval[lm_eval.index("--include_path") + 1]
+    wanted = lm_eval[lm_eval.index("--tasks") + 1].split(",")
+    written = {yaml.safe_load(p.read_text().replace("!function", "")).get("group")
+               for p in out.rglob("_crosstune*.yaml")}  # fmt: skip
+    assert set(wanted) <= written, (wanted, written)
