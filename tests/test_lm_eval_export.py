@@ -173,7 +173,7 @@ def test_the_readme_export_commands_run_as_written(tmp_path, monkeypatch):
     import shlex
 
     text = (ROOT / "README.md").read_text()
-    part = text[text.index("### Exporting the benchmarks to lm-evaluation-harness\n"):]
+    part = text[text.index("### Exporting the benchmarks to lm-evaluation-harness\n") :]
     part = part[: part.index("\n## ")]
     lines = re.sub(r"\\\n", " ", "".join(re.findall(r"```bash\n(.*?)```", part, flags=re.S)))
     lines = [shlex.split(line.split(" #")[0]) for line in lines.splitlines() if line.strip()]
