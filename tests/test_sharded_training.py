@@ -83,15 +83,21 @@ def job(tmp_path, base, pairs, s, tag):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_two_process_fsdp_matches_one_process(tmp_path, tiny_model_dir, pairs, fsdp_cpu, case):
+    assert_two_processes_match_one(tmp_path, tiny_model_dir("llama"), pairs, fsdp_cpu, case)
+
+
+def assert_two_processes_match_one(tmp_path, base, pairs, accelerate_config, case, tol=None) -> None:
+    """Train ``case`` on 1 process x batch and on 2 x batch/2 under ``accelerate_config`` (through
+    crosstune.train.launch, as the pipeline does); assert the same reference, losses and weights."""
     spec = CASES[case]
     preference = spec["type"] in ("clo", "sft_dpo")
-    base = tiny_model_dir("llama")
     # the last checkpoint (kept for preference methods) holds the reference table the run used
     common = {"max_steps": STEPS, "save_steps": 1, "keep_checkpoints": preference}
-    batch, tol = BATCH.get(case, 4), NOISY.get(case, {"loss_rtol": 1e-5, "weight_atol": WEIGHT_ATOL})
+    batch = BATCH.get(case, 4)
+    tol = tol or NOISY.get(case, {"loss_rtol": 1e-5, "weight_atol": WEIGHT_ATOL})
     one = settings(spec, name=case, per_device_batch_size=batch, **common)
     two = settings(spec, name=case, per_device_batch_size=batch // 2, num_processes=2,
-                   accelerate_config=str(fsdp_cpu), **common)  # fmt: skip
+                   accelerate_config=str(accelerate_config), **common)  # fmt: skip
     m1 = train(**job(tmp_path, base, pairs, one, "one"))
     run(job(tmp_path, base, pairs, two, "two"))
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())

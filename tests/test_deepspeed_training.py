@@ -1,0 +1,42 @@
+"""The paper's DeepSpeed ZeRO-3 trains like 1 process: 2 processes on the CPU vs 1, through accelerate.
+
+The recipes' ``workflow/profiles/accelerate/zero3.yaml`` with ``use_cpu: true``,
+started by ``crosstune.train.launch`` (``accelerate launch``, as the ``train``
+rule does). DeepSpeed picks its CPU accelerator (gloo) when no GPU is found;
+``DS_ACCELERATOR=cpu`` says so explicitly. ``zero3_init_flag: true`` stays on:
+the model is loaded already partitioned (each process holds empty parameter
+shells plus its shard), which is what the reference pass of ``clo`` and the
+English pass / Decision Maker of ``cc_tuning`` must survive.
+
+The comparison and its tolerances are the FSDP test's (tests/test_sharded_training.py,
+whose docstring derives them): reference log-probs within 1e-5, losses rtol 1e-5,
+weights 5e-5 (``cc_tuning``: its noise-level bounds). DeepSpeed reduces gradients
+in other buckets than FSDP, but the error budget is the same float32 reduction
+order; ``pytest -s`` prints the measured differences.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from .conftest import REPO
+from .test_sharded_training import assert_two_processes_match_one, pairs  # noqa: F401 (fixture)
+
+CASES = ("sft", "clo", "cc_tuning", "sft_dpo", "clo_lora")
+
+
+@pytest.fixture(scope="module")
+def zero3_cpu(tmp_path_factory):
+    """The recipes' zero3.yaml, only moved to the CPU (zero3_init_flag and 16-bit saving kept)."""
+    cfg = yaml.safe_load((REPO / "workflow/profiles/accelerate/zero3.yaml").read_text())
+    cfg["use_cpu"] = True
+    path = tmp_path_factory.mktemp("accelerate") / "zero3_cpu.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_two_process_zero3_matches_one_process(tmp_path, tiny_model_dir, pairs, zero3_cpu, monkeypatch, case):  # noqa: F811
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")  # read by the launched processes
+    assert_two_processes_match_one(tmp_path, tiny_model_dir("llama"), pairs, zero3_cpu, case)
