@@ -20,9 +20,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from . import test_sharded_training as sharded
 from .conftest import REPO
-from .test_sharded_training import assert_two_processes_match_one, pairs  # noqa: F401 (fixture)
 
+pairs = sharded.pairs  # the FSDP test's pair records (a module-scoped fixture)
 CASES = ("sft", "clo", "cc_tuning", "sft_dpo", "clo_lora")
 
 
@@ -37,6 +38,13 @@ def zero3_cpu(tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_two_process_zero3_matches_one_process(tmp_path, tiny_model_dir, pairs, zero3_cpu, monkeypatch, case):  # noqa: F811
+def test_two_process_zero3_matches_one_process(
+    tmp_path, tiny_model_dir, pairs, zero3_cpu, monkeypatch, case
+):
     monkeypatch.setenv("DS_ACCELERATOR", "cpu")  # read by the launched processes
-    assert_two_processes_match_one(tmp_path, tiny_model_dir("llama"), pairs, zero3_cpu, case)
+    one, two = sharded.assert_two_processes_match_one(
+        tmp_path, tiny_model_dir("llama"), pairs, zero3_cpu, case
+    )
+    # zero3_init_flag took effect: the 2-process run loaded the model already partitioned, so the
+    # reference pass, the English pass and the Decision Maker above ran on sharded weights
+    assert (one["loaded_partitioned"], two["loaded_partitioned"]) == (False, True)
