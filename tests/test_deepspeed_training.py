@@ -12,7 +12,9 @@ The comparison and its tolerances are the FSDP test's (tests/test_sharded_traini
 whose docstring derives them): reference log-probs within 1e-5, losses rtol 1e-5,
 weights 5e-5 (``cc_tuning``: its noise-level bounds). DeepSpeed reduces gradients
 in other buckets than FSDP, but the error budget is the same float32 reduction
-order; ``pytest -s`` prints the measured differences.
+order. Measured (``pytest -s`` prints them): weights 3.7e-8 (sft), 1.3e-7 (clo),
+7.5e-9 (clo LoRA), 6.9e-6 (sft_dpo); cc_tuning Decision Maker 1.0e-4, losses
+3.3e-5 relative - the same as under FSDP. About 40 s per case on 2 busy cores.
 """
 
 from __future__ import annotations
