@@ -20,11 +20,19 @@ on 2 busy cores.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 import yaml
+from safetensors.torch import load_file
+
+from crosstune.train.launch import run
 
 from . import test_sharded_training as sharded
 from .conftest import REPO
+from .train_helpers import settings
 
 pairs = sharded.pairs  # the FSDP test's pair records (a module-scoped fixture)
 # Of the FSDP test's cases, those whose path under the engine differs: the reference pass (clo,
@@ -56,3 +64,31 @@ def test_two_process_zero3_matches_one_process(
     # zero3_init_flag took effect: the 2-process run loaded the model already partitioned, so the
     # reference pass, the English pass and the Decision Maker above ran on sharded weights
     assert (one["loaded_partitioned"], two["loaded_partitioned"]) == (False, True)
+
+
+def test_killed_zero3_run_resumes_to_identical_weights(
+    tmp_path, tiny_model_dir, pairs, zero3_cpu, monkeypatch
+):
+    """The SLURM retry under ZeRO-3: a 2-process cc_tuning run killed (kill -9) right after
+    checkpoint-1 resumes from DeepSpeed's partitioned checkpoint - model, optimizer and the
+    Decision Maker, which DeepSpeed restores with the model - to the uninterrupted run's files."""
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
+    s = settings({"type": "cc_tuning"}, name="cc", per_device_batch_size=2, num_processes=2,
+                 accelerate_config=str(zero3_cpu), max_steps=3, save_steps=1)  # fmt: skip
+    base = tiny_model_dir("llama")
+    whole, killed = (sharded.job(tmp_path, base, pairs, s, tag) for tag in ("whole", "killed"))
+    run(whole)
+    monkeypatch.setenv("CROSSTUNE_FAULT", "train.checkpoint:1")
+    with pytest.raises(RuntimeError, match="accelerate launch exited"):
+        run(killed)
+    assert not os.path.exists(killed["metrics"]) and not os.path.exists(killed["output"])
+    monkeypatch.delenv("CROSSTUNE_FAULT")
+    run(killed)
+    a, b = (json.loads(Path(j["metrics"]).read_text()) for j in (whole, killed))
+    assert (a["resumed_from"], b["resumed_from"]) == (None, "checkpoint-1")
+    assert [e["loss"] for e in a["loss_curve"]] == [e["loss"] for e in b["loss_curve"]]
+    for name in ("model.safetensors", "decision_maker.safetensors"):
+        x, y = (load_file(str(Path(j["output"]) / name)) for j in (whole, killed))
+        diff = max((x[k] - y[k]).abs().max().item() for k in x)
+        print(f"resume: {name} max |difference| {diff:.2e}")
+        assert x.keys() == y.keys() and diff == 0
