@@ -14,8 +14,8 @@ weights 5e-5 (``cc_tuning``: its noise-level bounds). DeepSpeed reduces gradient
 in other buckets than FSDP, but the error budget is the same float32 reduction
 order. Measured (``pytest -s`` prints them): weights 3.7e-8 (sft), 1.3e-7 (clo),
 7.5e-9 (clo LoRA), 6.9e-6 (sft_dpo), 4.5e-8 (checkpointing + packing); cc_tuning
-Decision Maker 1.0e-4, losses 3.3e-5 relative - as under FSDP. About 40 s per case
-on 2 busy cores.
+Decision Maker 1.0e-4, losses 3.3e-5 relative - as under FSDP. About 35-55 s per case
+and 95 s for the resume test on 2 busy cores (5.5 minutes in all).
 """
 
 from __future__ import annotations
