@@ -66,7 +66,7 @@ def activations_stage(model_dir: str | Path, pairs: str | Path, output: str | Pa
     for k, shard in enumerate(shards, 1):
 
         def extract(path, shard=shard):
-            source, target = tf.pair_activations(model, tokenizer, shard, batch_size=batch_size,
+            source, target = tf.pair_activations(model, tokenizer, shard, batch_size=batch_size, progress=True,
                                                  position=position)  # fmt: skip
             ids, langs = [r["id"] for r in shard], [r["lang"] for r in shard]
             tf.save_activations(path, source, target, ids, langs)
