@@ -10,6 +10,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +43,9 @@ def run_job(j: dict, fault: str | None = None) -> subprocess.CompletedProcess:
         json.dump(j, f)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     env.pop("CROSSTUNE_FAULT", None)
+    # one thread, as the references trained in this process (conftest): with two, sft_dpo's
+    # weights differ from them in the last bits (killed or not)
+    env["OMP_NUM_THREADS"] = "1"
     if fault:
         env["CROSSTUNE_FAULT"] = fault
     return subprocess.run([sys.executable, "-m", "crosstune.train", path], capture_output=True, text=True, env=env)
@@ -69,8 +74,14 @@ TRAIN_CASES = [
     ("sft", "train.before_move", "checkpoint-3"),
     ("cc_tuning", "train.checkpoint:2", "checkpoint-2"),
     ("clo", "train.checkpoint:3", "checkpoint-3"),
+    ("crossin", "train.checkpoint:2", "checkpoint-2"),
+    ("sft_mt", "train.checkpoint:2", "checkpoint-2"),
+    ("sft_dpo", "train.checkpoint:2", "checkpoint-2"),
 ]
-SPECS = {"sft": {"type": "sft"}, "cc_tuning": {"type": "cc_tuning"}, "clo": {"type": "clo", "size": 2}}
+SPECS = {"sft": {"type": "sft"}, "cc_tuning": {"type": "cc_tuning"}, "clo": {"type": "clo", "size": 2},
+         "crossin": {"type": "crossin", "mode": "x2x"}, "sft_mt": {"type": "sft_mt"},
+         # the reference of the preference loss is the start model (the rule passes sft's trained model)
+         "sft_dpo": {"type": "sft_dpo", "size": 2, "init_from": None}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +220,81 @@ def test_killed_generation_resumes_at_the_first_unfinished_language(tmp_path, ti
     assert generate("fresh").returncode == 0
     for lang in ("en", "zh"):
         assert (tmp_path / "pred" / f"{lang}.jsonl").read_bytes() == (tmp_path / "fresh" / f"{lang}.jsonl").read_bytes()
+
+
+ACTIVATIONS = """
+import json, logging, sys
+from crosstune.cc_tuning.stages import activations_stage
+logging.basicConfig(level=logging.INFO, force=True)
+model, pairs, out = sys.argv[1:4]
+activations_stage(model, pairs, out, n_pairs=10, seed=3, batch_size=2, device="cpu", shard_size=4)
+"""
+
+
+def test_killed_activations_resume_at_the_first_unfinished_shard(tmp_path, inputs):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+
+    def activations(out, fault=None):
+        e = {**env, "CROSSTUNE_FAULT": fault} if fault else env
+        return subprocess.run([sys.executable, "-c", ACTIVATIONS, *map(str, inputs), str(tmp_path / out)],
+                              capture_output=True, text=True, env=e)  # fmt: skip
+
+    killed = activations("acts.safetensors", "activations.shard:1")  # shard 1 of 3 (4 + 4 + 2 pairs) kept
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (tmp_path / "acts.safetensors").exists()  # nothing looks complete
+    assert sorted(p.name for p in (tmp_path / "acts.safetensors.resume").iterdir()) == ["1.key", "1.safetensors"]
+    rerun = activations("acts.safetensors")
+    assert rerun.returncode == 0 and "activations shard 1/3: resumed from" in rerun.stderr, rerun.stderr[-2000:]
+    assert "shard 2/3: resumed" not in rerun.stderr and not (tmp_path / "acts.safetensors.resume").exists()
+    assert activations("fresh.safetensors").returncode == 0
+    assert (tmp_path / "acts.safetensors").read_bytes() == (tmp_path / "fresh.safetensors").read_bytes()
+
+
+# score and aggregate in the workflow (one benchmark, the untrained model): the job is killed
+# right after its first output is moved into place; Snakemake removes the failed job's outputs
+EVAL = {
+    "benchmarks": {"run": ["xnli"], "xnli": {"source": "bundled", "languages": ["en", "zh"]}},
+    "evaluation": {"methods": ["base"], "baseline": "base", "generation": {"max_new_tokens": 4},
+                   "bootstrap": {"samples": 50}},
+}  # fmt: skip
+SCORES = "results/tiny-llama/eval/base/xnli/scores"
+EVAL_OUTPUTS = [f"{SCORES}/items.jsonl", f"{SCORES}/metrics.tsv", "results/eval/scores.tsv",
+                "results/eval/scores.parquet", "results/eval/gains.tsv", "results/eval/tables/xnli.md",
+                "results/eval/tables/retention.html"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    from .snakemake_runner import snakemake
+
+    workdir = tmp_path_factory.mktemp("eval")
+    snakemake(workdir, "results/eval/scores.tsv", override=EVAL)
+    return workdir
+
+
+@pytest.mark.parametrize(("rule", "fault", "first"), [("score", "write:items.jsonl", f"{SCORES}/items.jsonl"),
+                                                      ("aggregate", "write:scores.tsv", "results/eval/scores.tsv")])
+def test_killed_score_and_aggregate_leave_no_output_and_rerun_to_identical_files(tmp_path, evaluated, monkeypatch,
+                                                                                 rule, fault, first):  # fmt: skip
+    import numpy as np
+
+    from .snakemake_runner import snakemake
+
+    workdir = tmp_path / "run"
+    shutil.copytree(evaluated, workdir, symlinks=True)
+    for gone in {"score": [SCORES, "results/eval"], "aggregate": ["results/eval"]}[rule]:
+        shutil.rmtree(workdir / gone)  # the killed job and what follows it run for the first time
+    with monkeypatch.context() as m:
+        m.setenv("CROSSTUNE_FAULT", fault)
+        killed = snakemake(workdir, "results/eval/scores.tsv", override=EVAL, check=False)
+    assert killed.returncode != 0 and f"Error in rule {rule}" in killed.stderr, killed.stderr[-3000:]
+    assert not (workdir / first).exists()  # it was complete when the job died: removed with the failed job
+    assert not (workdir / "results/eval/scores.tsv").exists()
+    rerun = snakemake(workdir, "results/eval/scores.tsv", override=EVAL)
+    ran = set(re.findall(r"^(?:local)?rule (\w+):", rerun.stderr, flags=re.M))
+    assert ran == {"score": {"score", "aggregate"}, "aggregate": {"aggregate"}}[rule]  # only what is missing
+    for path in EVAL_OUTPUTS:
+        assert (workdir / path).read_bytes() == (evaluated / path).read_bytes(), path
+    # the zip entries of replicates.npz hold their write times: compare the arrays' bits
+    reps = [np.load(d / SCORES / "replicates.npz") for d in (workdir, evaluated)]
+    assert reps[0].files == reps[1].files and all(reps[0][k].tobytes() == reps[1][k].tobytes() for k in reps[0].files)

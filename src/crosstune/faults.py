@@ -9,6 +9,9 @@ Unset - always, outside the tests - :func:`point` does nothing. Points:
 - ``train.before_move``         the model is saved, not yet moved into place
 - ``translate.shard:<k>``       right after the k-th shard (from 1) is in the memory
 - ``generate.language:<lang>``  right after that language's predictions are kept
+- ``activations.shard:<k>``     right after the k-th shard (from 1) of activations is kept
+- ``write:<file name>``         right after a file of that name is moved into place
+                                (crosstune.io.atomic_path: every output), e.g. ``write:scores.tsv``
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from . import faults
+
 
 class DataError(ValueError):
     """Bad input data; the message names the file and line."""
@@ -41,6 +43,7 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
         if directory and path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+        faults.point("write", path.name)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -111,6 +114,26 @@ def require_fields(record: dict, fields: Iterable[str], where: str) -> None:
         value = record.get(field)
         if not isinstance(value, str) or not value.strip():
             raise DataError(f"{where}: field {field!r} is missing or empty")
+
+
+def save_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    """A safetensors file with the same bytes for the same tensors, written atomically.
+
+    safetensors keeps the metadata in a hash map whose order varies between processes,
+    so its header is rewritten here with the metadata sorted (the format allows the
+    header to be padded with spaces to a multiple of 8 bytes; the data is unchanged).
+    """
+    from safetensors.torch import save
+
+    blob = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(len(text).to_bytes(8, "little") + text + blob[8 + size :])
 
 
 def sha256_file(path: str | os.PathLike) -> str:

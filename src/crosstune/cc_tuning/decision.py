@@ -75,14 +75,11 @@ class DecisionMaker(nn.Module):
 
 
 def save_decision_maker(dm: DecisionMaker, path: str | Path) -> None:
-    """Safetensors file with the weight and its shape in the metadata (written atomically)."""
-    from safetensors.torch import save_file
+    """Safetensors file with the weight and its shape in the metadata (written atomically, same bytes)."""
+    from ..io import save_safetensors
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
     meta = {"hidden_size": str(dm.hidden_size), "num_layers": str(dm.num_layers), "format": "crosstune.cc_tuning"}
-    save_file({k: v.detach().contiguous().cpu() for k, v in dm.state_dict().items()}, str(tmp), metadata=meta)
-    tmp.replace(path)
+    save_safetensors(path, dm.state_dict(), meta)
 
 
 def load_decision_maker(path: str | Path, device=None, dtype=None) -> DecisionMaker:

@@ -16,21 +16,31 @@ Both run on ``device`` (``auto``: the GPU when there is one); the solve is float
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
 
-from ..io import read_jsonl, write_json
+from ..io import read_jsonl, sha256_file, write_json
 from ..mt import resolve_device
+from ..resume import digest, keep_part, model_fingerprint
 from . import transform as tf
 
 log = logging.getLogger(__name__)
 
+SHARD_PAIRS = 256  # pairs per kept shard: what a killed activations job can lose
+
 
 def activations_stage(model_dir: str | Path, pairs: str | Path, output: str | Path, *, n_pairs: int | None,
                       seed: int, languages: list[str] | None = None, batch_size: int = 8,
-                      device: str = "auto", position: str = "last") -> dict:  # fmt: skip
-    """Write the activations file; return what was drawn (``n``, ``n_available``, ``langs`` counts, ...)."""
+                      device: str = "auto", position: str = "last", shard_size: int = SHARD_PAIRS,
+                      resume_dir: str | Path | None = None) -> dict:  # fmt: skip
+    """Write the activations file; return what was drawn (``n``, ``n_available``, ``langs`` counts, ...).
+
+    The pairs are extracted in shards of ``shard_size``; each finished shard is kept in
+    ``resume_dir`` (default ``<output>.resume``) with a fingerprint (crosstune.resume), so a
+    killed job's rerun extracts only the rest and writes the same bytes.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -47,18 +57,35 @@ def activations_stage(model_dir: str | Path, pairs: str | Path, output: str | Pa
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
     t0 = time.perf_counter()
-    source, target = tf.pair_activations(model, tokenizer, chosen, batch_size=batch_size, progress=True,
-                                           position=position)  # fmt: skip
+    resume_dir = Path(resume_dir or f"{output}.resume")
+    # the shard boundaries follow from the drawn pairs and shard_size, both in the key
+    key = digest([n_pairs, seed, languages, batch_size, position, device, shard_size], sha256_file(pairs),
+                 model_fingerprint(model_dir))  # fmt: skip
+    shards = [chosen[i : i + shard_size] for i in range(0, len(chosen), shard_size)]
+    parts = []
+    for k, shard in enumerate(shards, 1):
+
+        def extract(path, shard=shard):
+            source, target = tf.pair_activations(model, tokenizer, shard, batch_size=batch_size, progress=True,
+                                                 position=position)  # fmt: skip
+            ids, langs = [r["id"] for r in shard], [r["lang"] for r in shard]
+            tf.save_activations(path, source, target, ids, langs)
+
+        label = f"activations shard {k}/{len(shards)}"
+        parts.append(tf.load_activations(keep_part(resume_dir, str(k), ".safetensors", key, extract,
+                                                   "activations.shard", label)))  # fmt: skip
+    source, target = (torch.cat([p[side] for p in parts]) for side in ("source", "target"))
     info = {"n": len(chosen), "n_requested": n_pairs, "n_available": len(pool), "seed": seed,
             "languages": dict(sorted(Counter(r["lang"] for r in chosen).items())),
             "connection_position": position, "num_layers": source.shape[1], "hidden_size": source.shape[2], "device": device,
-            "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
+            "shards": len(shards), "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
     log.info("activations of %d pairs (%s): (N, L, d) = %s in %.1fs", len(chosen), info["languages"],
              tuple(source.shape), info["seconds"])  # fmt: skip
     meta = {"model": str(model_dir), "pairs": str(pairs), "seed": str(seed), "n_requested": str(n_pairs),
             "n_available": str(len(pool)), "connection_position": position}  # fmt: skip
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     tf.save_activations(output, source, target, [r["id"] for r in chosen], [r["lang"] for r in chosen], meta)
+    shutil.rmtree(resume_dir, ignore_errors=True)
     return info
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from ..io import save_safetensors
 from .connection import capture_mlp, chat_prompt_ids, pad_batch, pad_token_id, tokens_after_p
 
 log = logging.getLogger(__name__)
@@ -109,16 +110,11 @@ def pair_activations(model, tokenizer, pairs: Sequence[dict], batch_size: int = 
 def save_activations(path: str | Path, source: torch.Tensor, target: torch.Tensor, ids: Sequence[str],
                      langs: Sequence[str], extra: dict | None = None) -> None:  # fmt: skip
     """``source`` (non-English) and ``target`` (English) (N, L, d) with the pair ids and languages."""
-    from safetensors.torch import save_file
-
     if source.shape != target.shape or source.shape[0] != len(ids) or len(ids) != len(langs):
         raise ValueError(f"activations: shapes {tuple(source.shape)} / {tuple(target.shape)} and "
                          f"{len(ids)} ids / {len(langs)} langs do not match")  # fmt: skip
-    path = Path(path)
     meta = {"ids": json.dumps(list(ids)), "langs": json.dumps(list(langs)), **(extra or {})}
-    tmp = path.with_name(path.name + ".part")
-    save_file({"source": source.contiguous(), "target": target.contiguous()}, str(tmp), metadata=meta)
-    tmp.replace(path)
+    save_safetensors(path, {"source": source, "target": target}, meta)
 
 
 def load_activations(path: str | Path) -> dict:

@@ -10,14 +10,12 @@ the end and the resume directory removed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 from pathlib import Path
 
-from .. import faults
 from ..io import atomic_path, read_jsonl, sha256_file, write_jsonl
+from ..resume import digest, keep_part, model_fingerprint
 from . import generation as gen
 from .items import read_items
 
@@ -139,18 +137,11 @@ def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: 
     return records
 
 
-def model_fingerprint(model_dir: str | Path) -> list:
-    """Name, size and modification time of every file of a model directory (cheap, no hashing)."""
-    model_dir = Path(model_dir)
-    return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(model_dir.iterdir()) if p.is_file()]
-
-
 def fingerprint(settings: dict, items_path: Path, model_dir: Path) -> str:
     """Settings (CC-Tuning's transform file included, by content), items and model files."""
     extra = settings.get("cc_tuning") or {}
     transform = sha256_file(Path(extra["transform"])) if extra.get("transform") else None
-    blob = json.dumps([settings, sha256_file(items_path), model_fingerprint(model_dir), transform], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return digest(settings, sha256_file(items_path), model_fingerprint(model_dir), transform)
 
 
 def predict_benchmark(model, tokenizer, model_dir: str | Path, benchmark: str, items_paths: dict[str, str],
@@ -160,22 +151,17 @@ def predict_benchmark(model, tokenizer, model_dir: str | Path, benchmark: str, i
 
     ``finalize(tmpdir, stats)`` may add files (provenance) before the directory is moved into place.
     """
-    resume_dir = Path(resume_dir)
-    resume_dir.mkdir(parents=True, exist_ok=True)
     done = {}
     for lang, path in items_paths.items():
         key = fingerprint(settings, Path(path), Path(model_dir))
-        part, keyfile = resume_dir / f"{lang}.jsonl", resume_dir / f"{lang}.key"
-        if part.exists() and keyfile.exists() and keyfile.read_text() == key:
-            log.info("%s/%s: resumed from %s", benchmark, lang, part)
-        else:
-            keyfile.unlink(missing_ok=True)
-            items = read_items(path, benchmark, lang)
-            records = predict_language(model, tokenizer, items, settings, f"{benchmark}/{lang}", connection)
+
+        def compute(part, path=path, lang=lang):
+            records = predict_language(model, tokenizer, read_items(path, benchmark, lang), settings,
+                                       f"{benchmark}/{lang}", connection)  # fmt: skip
             write_jsonl(part, records)
-            keyfile.write_text(key)
-            faults.point("generate.language", lang)
-        done[lang] = part
+
+        label = f"{benchmark}/{lang}"
+        done[lang] = keep_part(resume_dir, lang, ".jsonl", key, compute, "generate.language", label)
     stats = {}
     with atomic_path(outdir, directory=True) as tmp:
         for lang, part in done.items():
