@@ -11,7 +11,7 @@ import yaml
 
 from crosstune.config import ConfigError
 from crosstune.evaluate import study as st
-from crosstune.studies import expand
+from crosstune.studies import expand, matrix_variants
 from crosstune.train.settings import expand_per_language, resolve
 
 from .snakemake_runner import planned_jobs, snakemake
@@ -66,7 +66,22 @@ def test_a_study_of_a_per_language_entry_expands_through_per_language():
     ({"method": "clo", "vary": {"size": [8, 8]}}, r"studies\.s: point 'clo\[size=8\]' appears twice"),
     ({"method": "clo", "vary": {"size": [[8]]}}, r"studies\.s\.size: \[8\] cannot be a study value"),
     ({"method": "nope", "vary": {"size": [8]}}, r"studies\.s: method 'nope' is not configured"),
-    ({"method": "cc_tuning", "vary": {"cc_tuning.n_pairs": [8]}}, r"studies\.s\.cc_tuning\.n_pairs: Transform-Matrix"),
+    # matrix studies: Transform-Matrix settings of a cc_tuning method, one kind of setting, no seeds
+    ({"method": "cc_tuning", "vary": {"cc_tuning.n_pair": [8]}},
+     r"studies\.s\.cc_tuning\.n_pair: not a Transform-Matrix setting; a matrix study varies n_pairs, ridge"),
+    ({"method": "cc_tuning", "vary": {"cc_tuning.seed": [1, 2]}},
+     r"studies\.s\.cc_tuning\.seed: changes the activations extraction"),
+    ({"method": "cc_tuning", "vary": {"cc_tuning.ridge": ["big"]}},
+     r"studies\.s\.cc_tuning\.ridge: not a valid Transform-Matrix setting \(ridge: 'big' is not of type 'number'\)"),
+    ({"method": "cc_tuning", "vary": {"cc_tuning.n_pairs": [0]}},
+     r"studies\.s\.cc_tuning\.n_pairs: not a valid.*0 is less than the minimum of 1"),
+    ({"method": "cc_tuning", "vary": {"cc_tuning.n_pairs": [8, 8]}},
+     r"point 'cc_tuning@matrix\[n_pairs=8\]' appears twice"),
+    ({"method": "clo", "vary": {"cc_tuning.ridge": [0.1]}}, r"studies\.s: a matrix study .* 'clo' is clo"),
+    ({"method": "cc_tuning", "vary": {"cc_tuning.ridge": [0.1]}, "also": {"tau": [0.5]}},
+     r"studies\.s: vary and also mix Transform-Matrix settings"),
+    ({"method": "cc_tuning", "vary": {"cc_tuning.ridge": [0.1]}, "seeds": [1, 2]},
+     r"studies\.s\.seeds: a matrix study \(cc_tuning\.\*\) reuses one trained model"),
 ])  # fmt: skip
 def test_bad_studies_are_refused_by_name(study, message):
     with pytest.raises(ConfigError, match=message):
@@ -82,6 +97,29 @@ def test_points_of_two_studies_that_collide_are_refused():
     cfg, studies = studied({"a": {"method": "clo", "vary": {"size": [8]}},
                             "c": {"method": "clo", "vary": {"size": [8, 16]}}})  # fmt: skip
     assert [p["name"] for p in studies["c"]] == ["clo[size=8]", "clo[size=16]"]
+
+
+def test_a_matrix_study_names_transform_matrix_points_and_trains_nothing():
+    methods = {**METHODS, "cc_pl": {"type": "cc_tuning", "per_language": True, "languages": ["zh", "sw"]}}
+    before = copy.deepcopy(methods)
+    cfg, studies = studied({"matrix_n": {"methods": ["cc_tuning", "cc_pl"], "vary": {"cc_tuning.n_pairs": [10, 1000]},
+                                         "also": {"cc_tuning.ridge": [0, 1e-3]}}},
+                           methods, evaluation=["base", "cc_tuning@none", "cc_pl"])  # fmt: skip
+    grid = studies["matrix_n"]
+    assert [p["name"] for p in grid[:4]] == [
+        "cc_tuning@matrix[n_pairs=10,ridge=0]", "cc_tuning@matrix[n_pairs=10,ridge=0.001]",
+        "cc_tuning@matrix[n_pairs=1000,ridge=0]", "cc_tuning@matrix[n_pairs=1000,ridge=0.001]"]  # fmt: skip
+    p = grid[1]
+    assert (p["variant"], p["matrix"], p["point"], p["also"], p["x"]) == (
+        "matrix[n_pairs=10,ridge=0.001]", {"n_pairs": 10, "ridge": 1e-3}, "n_pairs=10", "ridge=0.001", 10)  # fmt: skip
+    assert cfg["methods"] == before  # no method entry: the points reuse the trained model
+    # the rows join the evaluation list with their base method; per_language names each variant's
+    expand_per_language(cfg)
+    rows = cfg["evaluation"]["methods"]
+    assert "cc_tuning@matrix[n_pairs=10,ridge=0]" in rows and "cc_pl-zh@matrix[n_pairs=1000,ridge=0]" in rows
+    variants = matrix_variants(studies, cfg["languages"])
+    assert set(variants) >= {"cc_tuning", "cc_pl-zh", "cc_pl-sw"}
+    assert variants["cc_pl-sw"]["matrix[n_pairs=10,ridge=0]"] == {"n_pairs": 10, "ridge": 0}
 
 
 def _scores(values: dict[str, float], n_reps=400, spread=0.02):
@@ -111,6 +149,16 @@ def test_study_table_pools_seeds_with_seed_and_item_variance(tmp_path):
     assert table.equals(st.study_table("s", rows, scores, reps, seed=0))  # same seed, same intervals
     st.curve(table, "m", "b", tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_study_table_keeps_crossed_values_apart():
+    # two ridges of one N are two curves, not two seeds of one point
+    rows = [{"row": f"cc_tuning@matrix[n_pairs=10,ridge={r}]", "method": "cc_tuning@matrix", "point": "n_pairs=10",
+             "setting": "cc_tuning.n_pairs", "x": 10, "also": f"ridge={r}"} for r in (0, 0.1)]  # fmt: skip
+    scores, reps = _scores({rows[0]["row"]: 0.4, rows[1]["row"]: 0.6})
+    table = st.study_table("s", rows, scores, reps, seed=0)
+    assert list(table.also) == ["ridge=0", "ridge=0.1"] and list(table.value) == [0.4, 0.6]
+    assert (table.seeds == 1).all()
 
 
 @pytest.mark.slow
