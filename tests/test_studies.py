@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pandas as pd
@@ -183,3 +184,21 @@ def test_adding_a_value_plans_only_that_point(tiny_run):
     assert "output: results/tiny-llama/train/clo[size=16]/model" in run.stdout
     # model cards: the new model's, and every card that shows the rewritten scores table
     assert set(jobs) == {"train", "model_card", "generate", "score", "study", "aggregate", "all"}
+
+
+MATRIX_N = {"method": "cc_tuning", "vary": {"cc_tuning.n_pairs": [10, 40]}, "also": {"cc_tuning.ridge": [0, 0.001]}}
+
+
+def test_a_matrix_study_adds_one_matrix_and_its_matrix_row_per_point(tmp_path):
+    # against the same config without it: no training, no second extraction, no oracle or
+    # none rows (they do not use the matrix) - a transform_point job per point, its rows' jobs
+    without = planned_jobs(snakemake(tmp_path, "-n"))
+    run = snakemake(tmp_path, "-n", override={"studies": {"matrix_n": MATRIX_N}})
+    jobs = planned_jobs(run)
+    # the benchmarks the method's own matrix row is generated for
+    benchmarks = len(re.findall(r"output: results/tiny-llama/eval/cc_tuning@matrix/\w+/predictions", run.stdout))
+    added = {rule: n - without.get(rule, 0) for rule, n in jobs.items() if n != without.get(rule, 0)}
+    assert benchmarks == 6 and added == {"transform_point": 4, "generate": 24, "score": 24, "study": 1}
+    assert (jobs["train"], jobs["activations"], jobs["transform"]) == (without["train"], 1, 1)
+    assert "output: results/tiny-llama/cc_tuning/cc_tuning/matrix[n_pairs=10,ridge=0.001]/transform.safetensors" in run.stdout
+    assert "output: results/tiny-llama/eval/cc_tuning@matrix[n_pairs=40,ridge=0]/xnli/predictions" in run.stdout
