@@ -127,7 +127,7 @@ def test_draw_order_is_nested_and_keeps_sample_pairs_first(n_pool, first):
     assert sorted(r["id"] for r in order) == [r["id"] for r in pairs]  # every pair, once
     head = order[: first or n_pool]
     assert sorted(head, key=lambda r: r["id"]) == tf.sample_pairs(pairs, first or n_pool, seed=7)
-    assert order == tf.draw_order(pairs, seed=7, first=first) != tf.draw_order(pairs, seed=8, first=first)
+    assert order == tf.draw_order(pairs, seed=7, first=first) != tf.draw_order(pairs, seed=8, first=first)  # fmt: skip
 
 
 def test_pair_activations(tiny_model_dir, tiny_tokenizer):

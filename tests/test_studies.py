@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 
 import numpy as np
@@ -101,7 +102,7 @@ def test_points_of_two_studies_that_collide_are_refused():
 
 
 def test_a_matrix_study_names_transform_matrix_points_and_trains_nothing():
-    methods = {**METHODS, "cc_pl": {"type": "cc_tuning", "per_language": True, "languages": ["zh", "sw"]}}
+    methods = {**METHODS, "cc_pl": {"type": "cc_tuning", "per_language": True, "languages": ["zh", "sw"]}}  # fmt: skip
     before = copy.deepcopy(methods)
     cfg, studies = studied({"matrix_n": {"methods": ["cc_tuning", "cc_pl"], "vary": {"cc_tuning.n_pairs": [10, 1000]},
                                          "also": {"cc_tuning.ridge": [0, 1e-3]}}},
@@ -117,7 +118,7 @@ def test_a_matrix_study_names_transform_matrix_points_and_trains_nothing():
     # the rows join the evaluation list with their base method; per_language names each variant's
     expand_per_language(cfg)
     rows = cfg["evaluation"]["methods"]
-    assert "cc_tuning@matrix[n_pairs=10,ridge=0]" in rows and "cc_pl-zh@matrix[n_pairs=1000,ridge=0]" in rows
+    assert "cc_tuning@matrix[n_pairs=10,ridge=0]" in rows and "cc_pl-zh@matrix[n_pairs=1000,ridge=0]" in rows  # fmt: skip
     variants = matrix_variants(studies, cfg["languages"])
     assert set(variants) >= {"cc_tuning", "cc_pl-zh", "cc_pl-sw"}
     assert variants["cc_pl-sw"]["matrix[n_pairs=10,ridge=0]"] == {"n_pairs": 10, "ridge": 0}
@@ -186,7 +187,7 @@ def test_adding_a_value_plans_only_that_point(tiny_run):
     assert set(jobs) == {"train", "model_card", "generate", "score", "study", "aggregate", "all"}
 
 
-MATRIX_N = {"method": "cc_tuning", "vary": {"cc_tuning.n_pairs": [10, 40]}, "also": {"cc_tuning.ridge": [0, 0.001]}}
+MATRIX_N = {"method": "cc_tuning", "vary": {"cc_tuning.n_pairs": [10, 40]}, "also": {"cc_tuning.ridge": [0, 0.001]}}  # fmt: skip
 
 
 def test_a_matrix_study_adds_one_matrix_and_its_matrix_row_per_point(tmp_path):
@@ -196,9 +197,35 @@ def test_a_matrix_study_adds_one_matrix_and_its_matrix_row_per_point(tmp_path):
     run = snakemake(tmp_path, "-n", override={"studies": {"matrix_n": MATRIX_N}})
     jobs = planned_jobs(run)
     # the benchmarks the method's own matrix row is generated for
-    benchmarks = len(re.findall(r"output: results/tiny-llama/eval/cc_tuning@matrix/\w+/predictions", run.stdout))
-    added = {rule: n - without.get(rule, 0) for rule, n in jobs.items() if n != without.get(rule, 0)}
-    assert benchmarks == 6 and added == {"transform_point": 4, "generate": 24, "score": 24, "study": 1}
+    benchmarks = len(re.findall(r"output: results/tiny-llama/eval/cc_tuning@matrix/\w+/predictions", run.stdout))  # fmt: skip
+    added = {rule: n - without.get(rule, 0) for rule, n in jobs.items() if n != without.get(rule, 0)}  # fmt: skip
+    assert benchmarks == 6 and added == {"transform_point": 4, "generate": 24, "score": 24, "study": 1}  # fmt: skip
     assert (jobs["train"], jobs["activations"], jobs["transform"]) == (without["train"], 1, 1)
-    assert "output: results/tiny-llama/cc_tuning/cc_tuning/matrix[n_pairs=10,ridge=0.001]/transform.safetensors" in run.stdout
-    assert "output: results/tiny-llama/eval/cc_tuning@matrix[n_pairs=40,ridge=0]/xnli/predictions" in run.stdout
+    assert "output: results/tiny-llama/cc_tuning/cc_tuning/matrix[n_pairs=10,ridge=0.001]/transform.safetensors" in run.stdout  # fmt: skip
+    assert "output: results/tiny-llama/eval/cc_tuning@matrix[n_pairs=40,ridge=0]/xnli/predictions" in run.stdout  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_matrix_study_runs_from_one_extraction_and_adds_points_alone(tmp_path):
+    # a small matrix study on one benchmark, only its table built (~3 minutes)
+    override = {"benchmarks": {"run": ["xnli"]}, "studies": {"matrix_n": MATRIX_N}}
+    target = "results/studies/matrix_n/table.tsv"
+    jobs = planned_jobs(snakemake(tmp_path, target, override=override))
+    assert (jobs["train"], jobs["activations"], jobs["transform_point"], jobs["generate"]) == (1, 1, 4, 4)  # fmt: skip
+    table = pd.read_csv(tmp_path / target, sep="\t", keep_default_na=False)
+    assert set(table.method) == {"cc_tuning@matrix"} and set(table.point) == {"n_pairs=10", "n_pairs=40"}  # fmt: skip
+    assert set(table.also) == {"ridge=0", "ridge=0.001"} and (table.seeds == 1).all()
+    avg = table[(table.language == "avg_x") & (table.metric == "acc_ll")]
+    assert len(avg) == 4 and avg.value.astype(float).between(0, 1).all()
+    assert (tmp_path / "results/studies/matrix_n/curves/tiny-llama_xnli.png").read_bytes()[:4] == b"\x89PNG"  # fmt: skip
+    where = tmp_path / "results/tiny-llama/cc_tuning/cc_tuning"
+    fit = json.loads((where / "matrix[n_pairs=10,ridge=0.001]/fit.json").read_text())
+    assert (fit["pairs"], fit["n_pairs"], fit["ridge"]) == (10, 10, 0.001)
+    # a new N below the extracted 40: that point's matrix and rows alone
+    more = {**override, "studies": {"matrix_n": {**MATRIX_N, "vary": {"cc_tuning.n_pairs": [10, 20, 40]}}}}  # fmt: skip
+    assert planned_jobs(snakemake(tmp_path, "-n", target, override=more)) == {
+        "transform_point": 2, "generate": 2, "score": 2, "study": 1}  # fmt: skip
+    # a new largest N draws more pairs: the extraction and every matrix after it rerun
+    most = {**override, "studies": {"matrix_n": {**MATRIX_N, "vary": {"cc_tuning.n_pairs": [10, 40, 80]}}}}  # fmt: skip
+    jobs = planned_jobs(snakemake(tmp_path, "-n", target, override=most))
+    assert (jobs["activations"], jobs["transform_point"], jobs.get("train")) == (1, 6, None)

@@ -80,11 +80,11 @@ def points(name: str, study: dict) -> list[dict]:
     matrix = [path.split(".")[0] == MATRIX for path, _ in axes]
     if any(matrix) and not all(matrix):
         raise ConfigError(f"studies.{name}: vary and also mix Transform-Matrix settings ({MATRIX}.*) with "
-                          "method settings; a study varies one kind (a matrix study reuses one trained model)")  # fmt: skip
+                          "method settings; a study varies one kind (a matrix study reuses one model)")  # fmt: skip
     if all(matrix):
         if study.get("seeds"):
-            raise ConfigError(f"studies.{name}.seeds: a matrix study ({MATRIX}.*) reuses one trained model; "
-                              "training seeds need a study of a method setting")  # fmt: skip
+            raise ConfigError(f"studies.{name}.seeds: a matrix study ({MATRIX}.*) reuses one trained "
+                              "model; training seeds need a study of a method setting")  # fmt: skip
         return _matrix_points(methods, axes, setting, also)
     if study.get("seeds"):
         axes.append((f"train.{SEED}", study["seeds"]))
@@ -123,14 +123,15 @@ def matrix_variants(studies: dict[str, list[dict]], languages) -> dict[str, dict
     for grid in studies.values():
         for p in grid:
             if p.get("variant"):
-                for method in [p["method"], *(variant_name(p["method"], lang) for lang in languages)]:
+                per_language = [variant_name(p["method"], lang) for lang in languages]
+                for method in [p["method"], *per_language]:
                     out.setdefault(method, {})[p["variant"]] = p["matrix"]
     return out
 
 
 def _check_matrix(name: str, grid: list[dict], methods: dict, schema: dict) -> None:
     """A matrix study: cc_tuning base methods, known Transform-Matrix settings of the right type."""
-    section = schema["properties"][MATRIX]["properties"]
+    section = schema["properties"][MATRIX]["properties"]  # the section's own types (reused)
     for p in grid:
         base = p["method"]
         kind = (methods.get(base) or {}).get("type")
@@ -141,14 +142,16 @@ def _check_matrix(name: str, grid: list[dict], methods: dict, schema: dict) -> N
             key, setting = f"studies.{name}.{path}", path.split(".", 1)[1]
             _check_value(key, value)
             if setting not in MATRIX_SETTINGS:
-                why = ("changes the activations extraction, not the matrix" if setting in section
-                       else "not a Transform-Matrix setting")  # fmt: skip
-                raise ConfigError(f"{key}: {why}; a matrix study varies {', '.join(MATRIX_SETTINGS)}")
-            error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(section[setting]).iter_errors(value))
+                why = ("not a Transform-Matrix setting" if setting not in section
+                       else "changes where the jobs run, not the matrix" if setting == "device"
+                       else "changes the activations extraction, not the matrix")  # fmt: skip
+                raise ConfigError(f"{key}: {why}; a matrix study varies {', '.join(MATRIX_SETTINGS)}")  # fmt: skip
+            validator = jsonschema.Draft202012Validator(section[setting])
+            error = jsonschema.exceptions.best_match(validator.iter_errors(value))
             if error is not None:
-                raise ConfigError(f"{key}: not a valid Transform-Matrix setting ({setting}: {error.message})")
+                raise ConfigError(f"{key}: not a valid Transform-Matrix setting ({setting}: {error.message})")  # fmt: skip
         if sum(q["name"] == p["name"] for q in grid) > 1:
-            raise ConfigError(f"studies.{name}: point {p['name']!r} appears twice (a repeated value)")
+            raise ConfigError(f"studies.{name}: point {p['name']!r} appears twice (a repeated value)")  # fmt: skip
 
 
 def _check_value(key: str, value) -> None:
@@ -175,7 +178,8 @@ def expand(config: dict, schema: dict) -> dict[str, list[dict]]:
     result = {}
     for name, study in studies.items():
         grid = result[name] = points(name, study)
-        if grid[0].get("variant"):  # a matrix study: no method entries, its rows join evaluation.methods below
+        # a matrix study: no method entries; its rows join evaluation.methods below
+        if grid[0].get("variant"):
             _check_matrix(name, grid, {m: s for m, s in methods.items() if m not in added}, schema)
             continue
         for p in grid:

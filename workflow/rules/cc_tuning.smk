@@ -16,13 +16,21 @@ MATRIX_VARIANTS = {
 
 def matrix_setting(key):
     """cc_tuning.<key> of a job's Transform Matrix: its study point's value, else the section's."""
-    return lambda wc: MATRIX_VARIANTS.get(wc.method, {}).get(wc.get("matrix"), {}).get(key, CC[key])
+    return (
+        lambda wc: MATRIX_VARIANTS.get(wc.method, {})
+        .get(wc.get("matrix"), {})
+        .get(key, CC[key])
+    )
 
 
 def study_n_pairs(wc):
     """[N] when a matrix study point needs more pairs than cc_tuning.n_pairs, else []: the
     extraction draws the largest N once; a smaller new point reruns nothing upstream."""
-    ns = [s["n_pairs"] for s in MATRIX_VARIANTS.get(wc.method, {}).values() if "n_pairs" in s]
+    ns = [
+        s["n_pairs"]
+        for s in MATRIX_VARIANTS.get(wc.method, {}).values()
+        if "n_pairs" in s
+    ]
     own = CC["n_pairs"]
     return [max(ns)] if ns and own is not None and max(ns) > own else []
 
@@ -106,7 +114,5 @@ use rule transform as transform_point with:
         "logs/transform/{model}/{method}/{matrix}.benchmark.tsv"
     wildcard_constraints:
         method="|".join(map(re.escape, MATRIX_VARIANTS)) or "none",
-        matrix="|".join(
-            re.escape(v) for vs in MATRIX_VARIANTS.values() for v in vs
-        )
+        matrix="|".join(re.escape(v) for vs in MATRIX_VARIANTS.values() for v in vs)
         or "none",

@@ -16,7 +16,8 @@ def is_cc_tuning(method):
 
 def split_row(row):
     """(method, mode, variant) of a row: a matrix study's point cc_tuning@matrix[n_pairs=10]
-    is mode matrix with the Transform Matrix variant matrix[n_pairs=10] (MATRIX_VARIANTS)."""
+    is mode matrix with the Transform Matrix variant matrix[n_pairs=10] (MATRIX_VARIANTS).
+    """
     method, _, mode = row.partition(MODE_SEP)
     if mode in MATRIX_VARIANTS.get(method, {}):
         return method, "matrix", mode
@@ -26,7 +27,8 @@ def split_row(row):
 def eval_methods():
     """Rows evaluated: evaluation.methods, or base + every method under `methods:`;
     a cc_tuning method expands to one row per mode (`cc_tuning@oracle` picks one) and
-    one per Transform-Matrix point of its matrix studies (`cc_tuning@matrix[n_pairs=10]`)."""
+    one per Transform-Matrix point of its matrix studies (`cc_tuning@matrix[n_pairs=10]`).
+    """
     trained = list(config.get("methods", {}))
     chosen = config["evaluation"]["methods"]
     names = ["base"] + trained if chosen is None else list(chosen)
@@ -94,7 +96,11 @@ def eval_transform(wildcards):
         return []
     method, _, variant = split_row(wildcards.method)
     where = f"results/{wildcards.model}/cc_tuning/{method}"
-    return f"{where}/{variant}/transform.safetensors" if variant else f"{where}/transform.safetensors"
+    return (
+        f"{where}/{variant}/transform.safetensors"
+        if variant
+        else f"{where}/transform.safetensors"
+    )
 
 
 def evaluated(row, benchmark):

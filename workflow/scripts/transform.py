@@ -22,7 +22,7 @@ report = transform_stage(
 write_provenance(
     Path(snakemake.output.meta).parent, config=snakemake.config, seed=snakemake.config["seed"], stage="transform",
     extra={"model": snakemake.wildcards.model, "method": snakemake.wildcards.method,
-           "matrix": snakemake.wildcards.get("matrix"),  # a matrix study's point (rule transform_point)
+           "matrix": snakemake.wildcards.get("matrix"),  # a matrix study's point: rule transform_point
            "activations": snakemake.input.activations,
            "fit": {k: v for k, v in report.items() if k != "matrices"}},
 )  # fmt: skip

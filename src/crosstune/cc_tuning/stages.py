@@ -33,7 +33,7 @@ def activations_stage(model_dir: str | Path, pairs: str | Path, output: str | Pa
                       seed: int, languages: list[str] | None = None, batch_size: int = 8,
                       device: str = "auto", position: str = "last",
                       study_n_pairs: Sequence[int | None] = ()) -> dict:  # fmt: skip
-    """Write the activations file; return what was drawn (``n``, ``n_available``, ``langs`` counts, ...).
+    """Write the activations file; return what was drawn (``n``, ``n_available``, ``langs``...).
 
     ``study_n_pairs``: the N of a matrix study's points (crosstune.studies); the largest N is
     drawn (tf.draw_order: nested, its first ``n_pairs`` those drawn without a study) and each
@@ -50,7 +50,8 @@ def activations_stage(model_dir: str | Path, pairs: str | Path, output: str | Pa
     n = len(pool) if None in wanted else max(wanted)
     order = tf.draw_order(pool, seed, first=n_pairs)[:n]
     rank = {id(r): i for i, r in enumerate(order)}
-    chosen = sorted(order, key=lambda r: r["id"])  # without a study: exactly tf.sample_pairs(pool, n_pairs, seed)
+    # without a study: exactly tf.sample_pairs(pool, n_pairs, seed), in its order
+    chosen = sorted(order, key=lambda r: r["id"])
     if n > len(chosen):
         log.warning("cc_tuning.n_pairs %d: only %d non-English training pairs have an English instruction; all used",
                     n, len(chosen))  # fmt: skip
@@ -60,7 +61,8 @@ def activations_stage(model_dir: str | Path, pairs: str | Path, output: str | Pa
     t0 = time.perf_counter()
     source, target = tf.pair_activations(model, tokenizer, chosen, batch_size=batch_size, progress=True,
                                            position=position)  # fmt: skip
-    info = {"n": len(chosen), "n_requested": n_pairs, **({"study_n_pairs": list(study_n_pairs)} if study_n_pairs else {}), "n_available": len(pool), "seed": seed,
+    study = {"study_n_pairs": list(study_n_pairs)} if study_n_pairs else {}
+    info = {"n": len(chosen), "n_requested": n_pairs, **study, "n_available": len(pool), "seed": seed,
             "languages": dict(sorted(Counter(r["lang"] for r in chosen).items())),
             "connection_position": position, "num_layers": source.shape[1], "hidden_size": source.shape[2], "device": device,
             "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
@@ -97,8 +99,10 @@ def subsample(acts: dict, n_pairs: int | None, path) -> dict:
     if n_pairs is None or n_pairs >= len(acts["ids"]):
         return acts
     if "ranks" not in acts["metadata"]:
-        raise ValueError(f"{path}: no draw ranks to take {n_pairs} of its {len(acts['ids'])} pairs; "
-                         "rerun rule activations")  # fmt: skip
+        n = len(acts["ids"])
+        raise ValueError(
+            f"{path}: no draw ranks to take {n_pairs} of its {n} pairs; rerun rule activations"
+        )
     keep = [i for i, r in enumerate(json.loads(acts["metadata"]["ranks"])) if r < n_pairs]
-    return {**acts, "source": acts["source"][keep], "target": acts["target"][keep],
-            "ids": [acts["ids"][i] for i in keep], "langs": [acts["langs"][i] for i in keep]}  # fmt: skip
+    picked = {k: [acts[k][i] for i in keep] for k in ("ids", "langs")}
+    return {**acts, **picked, "source": acts["source"][keep], "target": acts["target"][keep]}

@@ -102,7 +102,9 @@ def _pool(pairs: Sequence[dict], include_english: bool) -> list[dict]:
     return pool
 
 
-def draw_order(pairs: Sequence[dict], seed: int, first: int | None, include_english: bool = False) -> list[dict]:
+def draw_order(
+    pairs: Sequence[dict], seed: int, first: int | None, include_english: bool = False
+) -> list[dict]:
     """Every usable pair in a seeded draw order whose first ``first`` are exactly
     :func:`sample_pairs` (n = ``first``; None = all) and whose every prefix is a uniform sample.
 

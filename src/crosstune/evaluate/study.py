@@ -46,7 +46,8 @@ def study_table(study: str, rows: list[dict], table: pd.DataFrame, reps: dict, s
     out = []
     # the rows pooled as seeds: one point of one crossed value (also) - its seeds' rows only
     keys = ["model", "method_row", "point", "also", "benchmark", "language", "metric"]
-    for (model, method, point, also, benchmark, language, metric), g in scored.groupby(keys, sort=False):
+    for key, g in scored.groupby(keys, sort=False):
+        model, method, point, also, benchmark, language, metric = key
         values = g.value.tolist()
         r = [reps[(model, row, benchmark, f"{language}|{metric}")] for row in g.method]
         where = (model, method, point, *([also] if also else []), benchmark, language, metric)
