@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -210,7 +211,8 @@ def test_a_matrix_study_runs_from_one_extraction_and_adds_points_alone(tmp_path)
     # a small matrix study on one benchmark, only its table built (~3 minutes)
     override = {"benchmarks": {"run": ["xnli"]}, "studies": {"matrix_n": MATRIX_N}}
     target = "results/studies/matrix_n/table.tsv"
-    jobs = planned_jobs(snakemake(tmp_path, target, override=override))
+    run = snakemake(tmp_path, target, override=override)
+    jobs = planned_jobs(SimpleNamespace(stdout=run.stderr))  # a run logs its job stats on stderr
     assert (jobs["train"], jobs["activations"], jobs["transform_point"], jobs["generate"]) == (1, 1, 4, 4)  # fmt: skip
     table = pd.read_csv(tmp_path / target, sep="\t", keep_default_na=False)
     assert set(table.method) == {"cc_tuning@matrix"} and set(table.point) == {"n_pairs=10", "n_pairs=40"}  # fmt: skip
