@@ -208,7 +208,7 @@ def test_a_matrix_study_adds_one_matrix_and_its_matrix_row_per_point(tmp_path):
 
 @pytest.mark.slow
 def test_a_matrix_study_runs_from_one_extraction_and_adds_points_alone(tmp_path):
-    # a small matrix study on one benchmark, only its table built (~3 minutes)
+    # a small matrix study on one benchmark, only its table built (3-6 minutes on 2 cores)
     override = {"benchmarks": {"run": ["xnli"]}, "studies": {"matrix_n": MATRIX_N}}
     target = "results/studies/matrix_n/table.tsv"
     run = snakemake(tmp_path, target, override=override)
