@@ -89,3 +89,33 @@ def test_transform_per_language_and_ridge(acts, tmp_path):
     S, T = (tf.stack_layers(got[k][idx]).double() for k in ("source", "target"))
     want = torch.linalg.solve(S.T @ S + 0.5 * torch.eye(64, dtype=torch.float64), S.T @ T)
     assert torch.allclose(X[lang], want, atol=1e-8)
+
+
+def test_a_matrix_study_draws_the_largest_n_once_and_fits_each_point_on_the_pairs_drawn_first(
+        acts, tiny_model_dir, pairs, tmp_path):  # fmt: skip
+    path, _ = acts  # n_pairs=12 alone: what the method's matrix is fitted on without a study
+    own = tf.load_activations(path)
+    study = tmp_path / "study.safetensors"
+    info = activations_stage(tiny_model_dir("llama"), pairs, study, n_pairs=12, seed=3, batch_size=5, device="cpu",
+                             study_n_pairs=[20])  # fmt: skip
+    drawn = tf.load_activations(study)
+    assert info["n"] == 20 and set(own["ids"]) < set(drawn["ids"])
+    assert sorted(json.loads(drawn["metadata"]["ranks"])) == list(range(20))
+    # the method's matrix (N = 12) of the study's extraction: the same pairs, the same fit
+    report = transform_stage(study, tmp_path / "t12.safetensors", tmp_path / "f12.json", n_pairs=12, device="cpu")  # fmt: skip
+    alone = transform_stage(path, tmp_path / "t.safetensors", tmp_path / "f.json", n_pairs=12, device="cpu")  # fmt: skip
+    assert (report["pairs"], report["n_pairs"], alone["pairs"]) == (12, 12, 12)
+    X12, X = (tf.load_transform(tmp_path / f)["all"] for f in ("t12.safetensors", "t.safetensors"))
+    assert torch.allclose(X12, X, atol=1e-6)
+    # a smaller point: the 5 drawn first, nested in the 12; all 20 when N is above the file's
+    five = transform_stage(study, tmp_path / "t5.safetensors", tmp_path / "f5.json", n_pairs=5, device="cpu")  # fmt: skip
+    ranks = dict(zip(drawn["ids"], json.loads(drawn["metadata"]["ranks"]), strict=True))
+    assert five["pairs"] == 5 and {i for i, r in ranks.items() if r < 5} < set(own["ids"])
+    assert transform_stage(study, tmp_path / "t.safetensors", tmp_path / "f.json", n_pairs=99, device="cpu")["pairs"] == 20  # fmt: skip
+    # without the draw ranks (an older file) a subsample is refused, not guessed
+    from safetensors.torch import save_file
+
+    meta = {k: v for k, v in drawn["metadata"].items() if k != "ranks"}
+    save_file({"source": drawn["source"], "target": drawn["target"]}, str(tmp_path / "old.safetensors"), metadata=meta)  # fmt: skip
+    with pytest.raises(ValueError, match="no draw ranks to take 5 of its 20 pairs; rerun rule activations"):  # fmt: skip
+        transform_stage(tmp_path / "old.safetensors", tmp_path / "x.safetensors", tmp_path / "x.json", n_pairs=5)  # fmt: skip

@@ -117,6 +117,19 @@ def test_sample_pairs_is_seeded_and_skips_english():
         tf.sample_pairs([p for p in pairs if p["lang"] == "en"], 5, seed=0)
 
 
+@pytest.mark.parametrize("n_pool, first", [(400, 8), (400, 150), (30, 8), (30, None), (30, 1000)])
+def test_draw_order_is_nested_and_keeps_sample_pairs_first(n_pool, first):
+    # a matrix study's points fit on the pairs drawn first: the method's own N (first) must be
+    # exactly sample_pairs' draw, whatever random.sample's algorithm is for n_pool and N
+    pairs = [{"id": f"x/{i:04d}#sw", "lang": "sw", "instruction": f"sw {i}", "instruction_en": f"en {i}"}
+             for i in range(n_pool)]  # fmt: skip
+    order = tf.draw_order(pairs, seed=7, first=first)
+    assert sorted(r["id"] for r in order) == [r["id"] for r in pairs]  # every pair, once
+    head = order[: first or n_pool]
+    assert sorted(head, key=lambda r: r["id"]) == tf.sample_pairs(pairs, first or n_pool, seed=7)
+    assert order == tf.draw_order(pairs, seed=7, first=first) != tf.draw_order(pairs, seed=8, first=first)  # fmt: skip
+
+
 def test_pair_activations(tiny_model_dir, tiny_tokenizer):
     model = lively(AutoModelForCausalLM.from_pretrained(tiny_model_dir("qwen2")), seed=3)
     pairs = [{"instruction": "Jambo?", "instruction_en": "Hello?"}, {"instruction": "Hallo", "instruction_en": "Hello?"}]

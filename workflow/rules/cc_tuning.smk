@@ -5,6 +5,34 @@
 
 CC_METHODS = sorted(m for m, s in config["methods"].items() if s["type"] == "cc_tuning")
 CC = config["cc_tuning"]
+# the Transform-Matrix points of matrix studies (crosstune.studies), {method: {variant:
+# settings}}: e.g. matrix[n_pairs=10,ridge=0] -> results/{model}/cc_tuning/{method}/matrix[...]/
+MATRIX_VARIANTS = {
+    m: variants
+    for m, variants in crosstune.studies.matrix_variants(STUDIES, LANGS).items()
+    if m in CC_METHODS
+}
+
+
+def matrix_setting(key):
+    """cc_tuning.<key> of a job's Transform Matrix: its study point's value, else the section's."""
+    return (
+        lambda wc: MATRIX_VARIANTS.get(wc.method, {})
+        .get(wc.get("matrix"), {})
+        .get(key, CC[key])
+    )
+
+
+def study_n_pairs(wc):
+    """[N] when a matrix study point needs more pairs than cc_tuning.n_pairs, else []: the
+    extraction draws the largest N once; a smaller new point reruns nothing upstream."""
+    ns = [
+        s["n_pairs"]
+        for s in MATRIX_VARIANTS.get(wc.method, {}).values()
+        if "n_pairs" in s
+    ]
+    own = CC["n_pairs"]
+    return [max(ns)] if ns and own is not None and max(ns) > own else []
 
 
 rule activations:
@@ -30,6 +58,7 @@ rule activations:
     params:
         code=code("activations.py"),
         n_pairs=CC["n_pairs"],
+        study_n_pairs=study_n_pairs,
         seed=CC["seed"] if CC["seed"] is not None else config["seed"],
         # the pairs are drawn from the method's training languages
         languages=lambda wc: crosstune.train.settings.resolve(config, wc.method)[
@@ -64,9 +93,26 @@ rule transform:
         gpu=res("transform", "gpu"),
     params:
         code=code("transform.py"),
-        ridge=CC["ridge"],
-        per_language=CC["per_language"],
-        driver=CC["driver"],
+        n_pairs=matrix_setting("n_pairs"),  # the pairs drawn first (all, without a study)
+        ridge=matrix_setting("ridge"),
+        per_language=matrix_setting("per_language"),
+        driver=matrix_setting("driver"),
         device=CC["device"],
     script:
         "../scripts/transform.py"
+
+
+# a matrix study's point: its Transform Matrix from the method's one activations file
+use rule transform as transform_point with:
+    output:
+        transform="results/{model}/cc_tuning/{method}/{matrix}/transform.safetensors",
+        fit="results/{model}/cc_tuning/{method}/{matrix}/fit.json",
+        meta="results/{model}/cc_tuning/{method}/{matrix}/provenance.json",
+    log:
+        "logs/transform/{model}/{method}/{matrix}.log",
+    benchmark:
+        "logs/transform/{model}/{method}/{matrix}.benchmark.tsv"
+    wildcard_constraints:
+        method="|".join(map(re.escape, MATRIX_VARIANTS)) or "none",
+        matrix="|".join(re.escape(v) for vs in MATRIX_VARIANTS.values() for v in vs)
+        or "none",

@@ -14,9 +14,21 @@ def is_cc_tuning(method):
     return config.get("methods", {}).get(method, {}).get("type") == "cc_tuning"
 
 
+def split_row(row):
+    """(method, mode, variant) of a row: a matrix study's point cc_tuning@matrix[n_pairs=10]
+    is mode matrix with the Transform Matrix variant matrix[n_pairs=10] (MATRIX_VARIANTS).
+    """
+    method, _, mode = row.partition(MODE_SEP)
+    if mode in MATRIX_VARIANTS.get(method, {}):
+        return method, "matrix", mode
+    return method, mode, None
+
+
 def eval_methods():
     """Rows evaluated: evaluation.methods, or base + every method under `methods:`;
-    a cc_tuning method expands to one row per mode (`cc_tuning@oracle` picks one)."""
+    a cc_tuning method expands to one row per mode (`cc_tuning@oracle` picks one) and
+    one per Transform-Matrix point of its matrix studies (`cc_tuning@matrix[n_pairs=10]`).
+    """
     trained = list(config.get("methods", {}))
     chosen = config["evaluation"]["methods"]
     names = ["base"] + trained if chosen is None else list(chosen)
@@ -28,14 +40,15 @@ def eval_methods():
                 f"evaluation.methods: {name!r} not configured under `methods:` "
                 f"(configured: {trained or 'none'}; 'base' is the untrained model)"
             )
-        if mode and (not is_cc_tuning(method) or mode not in CC_MODES):
+        variants = MATRIX_VARIANTS.get(method, {})
+        if mode and (not is_cc_tuning(method) or mode not in [*CC_MODES, *variants]):
             raise ValueError(
                 f"evaluation.methods: {name!r}: only cc_tuning methods take a mode, "
-                f"one of {', '.join(CC_MODES)}"
+                f"one of {', '.join([*CC_MODES, *variants])}"
             )
         if is_cc_tuning(method) and not mode:
             modes = config["evaluation"]["cc_tuning"]["modes"]
-            rows += [f"{method}{MODE_SEP}{m}" for m in modes]
+            rows += [f"{method}{MODE_SEP}{m}" for m in [*modes, *variants]]
         else:
             rows.append(name)
     return list(dict.fromkeys(rows))
@@ -59,7 +72,7 @@ def eval_model_dir(model, row):
 
 def eval_cc_tuning(row, model=None):
     """CC-Tuning inference settings of an evaluation row, or None (not cc_tuning, or mode none)."""
-    method, _, mode = row.partition(MODE_SEP)
+    method, mode, _ = split_row(row)
     if not is_cc_tuning(method) or mode in ("", "none"):
         return None
     tau = crosstune.train.settings.resolve(config, method).get("tau", 1.0)
@@ -76,12 +89,18 @@ def eval_cc_tuning(row, model=None):
 
 
 def eval_transform(wildcards):
-    """The Transform Matrix (rule transform) a cc_tuning row in matrix mode decodes with."""
+    """The Transform Matrix a cc_tuning row in matrix mode decodes with: the method's (rule
+    transform) or a matrix study point's (rule transform_point)."""
     cc = eval_cc_tuning(wildcards.method)
     if cc is None or cc["mode"] != "matrix":
         return []
-    method = wildcards.method.partition(MODE_SEP)[0]
-    return f"results/{wildcards.model}/cc_tuning/{method}/transform.safetensors"
+    method, _, variant = split_row(wildcards.method)
+    where = f"results/{wildcards.model}/cc_tuning/{method}"
+    return (
+        f"{where}/{variant}/transform.safetensors"
+        if variant
+        else f"{where}/transform.safetensors"
+    )
 
 
 def evaluated(row, benchmark):
@@ -159,7 +178,8 @@ def eval_row_names():
     """Every row a path may name: base, the methods, each cc_tuning method with each mode."""
     for method in config.get("methods", {}):
         if is_cc_tuning(method):
-            yield from (f"{method}{MODE_SEP}{mode}" for mode in CC_MODES)
+            modes = [*CC_MODES, *MATRIX_VARIANTS.get(method, {})]
+            yield from (f"{method}{MODE_SEP}{mode}" for mode in modes)
         else:
             yield method
 
@@ -181,8 +201,14 @@ def study_rows(study):
     for p in STUDIES[study]:
         for row in EVAL_METHODS:
             name, sep, mode = row.partition(MODE_SEP)
-            if name == p["name"] or name.startswith(p["name"] + "-"):
-                suffix = name[len(p["name"]) :]  # "-zh" for a per-language variant
+            if p.get("variant"):  # a matrix point: the rows <method>[-<lang>]@<variant>
+                point, sep, mode = p["method"], sep, "matrix"
+                if row.partition(MODE_SEP)[2] != p["variant"]:
+                    continue
+            else:
+                point = p["name"]
+            if name == point or name.startswith(point + "-"):
+                suffix = name[len(point) :]  # "-zh" for a per-language variant
                 method = p["method"] + suffix + sep + mode
                 rows.append(
                     {"row": row, "method": method, **{k: p[k] for k in STUDY_KEYS}}

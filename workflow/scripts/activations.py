@@ -18,7 +18,7 @@ p = snakemake.params
 info = activations_stage(
     snakemake.input.model, snakemake.input.pairs, snakemake.output.activations,
     n_pairs=p.n_pairs, seed=p.seed, languages=p.languages, batch_size=p.batch_size, device=p.device,
-    position=p.connection_position,
+    position=p.connection_position, study_n_pairs=p.study_n_pairs,
 )  # fmt: skip
 write_provenance(
     Path(snakemake.output.meta).parent, config=snakemake.config, seed=p.seed, stage="activations",

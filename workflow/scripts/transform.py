@@ -17,11 +17,12 @@ p = snakemake.params
 
 report = transform_stage(
     snakemake.input.activations, snakemake.output.transform, snakemake.output.fit,
-    ridge=p.ridge, per_language=p.per_language, driver=p.driver, device=p.device,
+    ridge=p.ridge, per_language=p.per_language, driver=p.driver, device=p.device, n_pairs=p.n_pairs,
 )  # fmt: skip
 write_provenance(
     Path(snakemake.output.meta).parent, config=snakemake.config, seed=snakemake.config["seed"], stage="transform",
     extra={"model": snakemake.wildcards.model, "method": snakemake.wildcards.method,
+           "matrix": snakemake.wildcards.get("matrix"),  # a matrix study's point: rule transform_point
            "activations": snakemake.input.activations,
            "fit": {k: v for k, v in report.items() if k != "matrices"}},
 )  # fmt: skip

@@ -90,12 +90,38 @@ def sample_pairs(pairs: Sequence[dict], n: int, seed: int, include_english: bool
     """
     import random
 
+    pool = _pool(pairs, include_english)
+    chosen = pool if n >= len(pool) else random.Random(seed).sample(pool, n)
+    return sorted(chosen, key=lambda r: r["id"])
+
+
+def _pool(pairs: Sequence[dict], include_english: bool) -> list[dict]:
     pool = [r for r in pairs if include_english or r["lang"] != "en"]
     pool = [r for r in pool if str(r.get("instruction_en") or "").strip()]
     if not pool:
         raise ValueError("transform: no training pairs with an English instruction to sample from")
-    chosen = pool if n >= len(pool) else random.Random(seed).sample(pool, n)
-    return sorted(chosen, key=lambda r: r["id"])
+    return pool
+
+
+def draw_order(
+    pairs: Sequence[dict], seed: int, first: int | None, include_english: bool = False
+) -> list[dict]:
+    """Every usable pair in a seeded draw order whose first ``first`` are exactly
+    :func:`sample_pairs` (n = ``first``; None = all) and whose every prefix is a uniform sample.
+
+    A matrix study (crosstune.studies) extracts the largest N once and fits each point on
+    the pairs drawn first: its N-point is nested in its larger ones, and the method's own
+    matrix (``first`` = cc_tuning.n_pairs) keeps the pairs it has without a study.
+    """
+    import random
+
+    pool = _pool(pairs, include_english)
+    if first is None or first >= len(pool):  # sample_pairs takes them all: any order keeps that set
+        return random.Random(seed).sample(pool, len(pool))
+    head = random.Random(seed).sample(pool, first)  # sample_pairs' draw, in its order
+    taken = {id(r) for r in head}
+    rest = [r for r in pool if id(r) not in taken]
+    return head + random.Random(seed).sample(rest, len(rest))
 
 
 def pair_activations(model, tokenizer, pairs: Sequence[dict], batch_size: int = 8, progress: bool = False,

@@ -44,15 +44,18 @@ def study_table(study: str, rows: list[dict], table: pd.DataFrame, reps: dict, s
         key = "method" if col == "method_row" else col
         scored[col] = scored.method.map(lambda m, key=key: str(by_row[m][key]))
     out = []
-    keys = ["model", "method_row", "point", "benchmark", "language", "metric"]
-    for (model, method, point, benchmark, language, metric), g in scored.groupby(keys, sort=False):
+    # the rows pooled as seeds: one point of one crossed value (also) - its seeds' rows only
+    keys = ["model", "method_row", "point", "also", "benchmark", "language", "metric"]
+    for key, g in scored.groupby(keys, sort=False):
+        model, method, point, also, benchmark, language, metric = key
         values = g.value.tolist()
         r = [reps[(model, row, benchmark, f"{language}|{metric}")] for row in g.method]
-        value, pooled_reps = pooled(values, r, seed, model, method, point, benchmark, language, metric)
+        where = (model, method, point, *([also] if also else []), benchmark, language, metric)
+        value, pooled_reps = pooled(values, r, seed, *where)
         lo, hi = bs.interval(pooled_reps, confidence) if len(values) > 1 else (g.ci_low.iloc[0], g.ci_high.iloc[0])
         first = g.iloc[0]
         out.append({"study": study, "model": model, "method": method, "point": point, "setting": first.setting,
-                    "x": first.x, "also": first.also, "benchmark": benchmark, "language": language,
+                    "x": first.x, "also": also, "benchmark": benchmark, "language": language,
                     "metric": metric, "value": value, "ci_low": lo, "ci_high": hi, "seeds": len(values)})  # fmt: skip
     return pd.DataFrame(out, columns=COLUMNS)
 
