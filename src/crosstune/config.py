@@ -62,6 +62,18 @@ def check_baseline(baseline: str, rows: list[str]) -> None:
         )
 
 
+def check_text_file(key: str, path: str | Path) -> None:
+    """A file a config key names (e.g. a chat template) exists and is UTF-8: checked before any job."""
+    from .io import DataError, read_text
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{key}: file not found: {path}")
+    try:
+        read_text(path)
+    except DataError as e:
+        raise ConfigError(f"{key}: {e}") from None
+
+
 def check(config: dict, base: str | Path = ".") -> None:
     base = Path(base)
     if "en" not in config["languages"]:

@@ -2,17 +2,10 @@
 
 import os
 import re
-import sys
 
 import yaml
 
-# Scripts import the crosstune library from src/ (also inside --sdm conda envs).
-SRC = os.path.join(workflow.basedir, "src")
-sys.path.insert(0, SRC)
-os.environ.update(
-    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
-)
-
+# crosstune is importable: the Snakefile puts src/ on sys.path and PYTHONPATH.
 import crosstune.code_digest  # noqa: E402
 import crosstune.config  # noqa: E402
 import crosstune.studies  # noqa: E402
@@ -84,6 +77,23 @@ def chat_template_file(model):
     return os.path.join(workflow.basedir, path)
 
 
+def local_model_files(model):
+    """The files of models.<model>.source.id when it is a local directory (type local, or a
+    hub-type id naming an existing directory, which rule base_model links as well)."""
+    src = config["models"][model]["source"]
+    if src["type"] in ("local", "hub") and os.path.isdir(src["id"]):
+        return [str(f) for f in crosstune.io.files_under(src["id"])]
+    return []
+
+
+# a chat template that is missing or not UTF-8 stops the run here, not in rule base_model
+for _name in MODELS:
+    if chat_template_file(_name):
+        crosstune.config.check_text_file(
+            f"models.{_name}.chat_template", chat_template_file(_name)
+        )
+
+
 def all_targets():
     """The default target: the last stage of every model, as far as the pipeline goes."""
     targets = expand("results/{model}/pairs/pairs.jsonl", model=MODELS)
@@ -140,7 +150,8 @@ def benchmark_spec(benchmark):
 
 
 def benchmark_inputs(wildcards):
-    """Files whose change rebuilds the items: the template and the bundled or released data."""
+    """Files whose change rebuilds the items: the template and the bundled or released data
+    (the English prompts too, when the release has them: oracle rows decode with them)."""
     t = _bm.load_template(wildcards.benchmark)
     files = [str(t.path)]
     source = config["benchmarks"][wildcards.benchmark]["source"]
@@ -154,6 +165,9 @@ def benchmark_inputs(wildcards):
         r, root = t.released, config["benchmarks"]["released_dir"]
         files += [f"{root}/{r['dir']}/{r['prompts']}/{wildcards.lang}.json",
                   f"{root}/{r['dir']}/{r['answers']}/{wildcards.lang}.json"]  # fmt: skip
+        english = _bm.released_english_file(wildcards.benchmark, wildcards.lang, root)
+        # optional (without it prompt_en is null): an input once it exists, so adding it reruns too
+        files += [str(english)] if english and english.is_file() else []
     return files
 
 

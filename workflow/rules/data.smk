@@ -12,6 +12,8 @@ rule base_model:
             if config["models"][wc.model]["source"]["type"] == "tiny"
             else []
         ),
+        # a local model directory's files (linked into the model directory): an edit reruns
+        local=lambda wc: local_model_files(wc.model),
     output:
         directory("resources/models/{model}"),
     log:

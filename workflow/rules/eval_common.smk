@@ -1,6 +1,7 @@
 # Helpers of the evaluation rules (eval.smk): benchmarks, methods, model directories, targets.
 
 import crosstune.cc_tuning.inference  # noqa: E402
+import crosstune.evaluate.extract  # noqa: E402
 import crosstune.evaluate.scoring  # noqa: E402
 import crosstune.train.settings  # noqa: E402
 
@@ -100,6 +101,13 @@ def eval_items(wildcards):
         benchmark_items(wildcards.benchmark, lang)
         for lang in EVAL_BENCHMARKS[wildcards.benchmark]
     ]
+
+
+def answer_cues(wildcards):
+    """The answer cues (crosstune/data/answer_cues.yaml) of a multiple-choice benchmark: they decide
+    which option an output chose, so an edit reruns those score jobs only."""
+    task = _bm.load_template(wildcards.benchmark).task
+    return str(crosstune.evaluate.extract.CUE_FILE) if task == "multiple_choice" else []
 
 
 def qa_normalize(wildcards):
