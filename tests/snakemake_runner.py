@@ -11,14 +11,15 @@ import yaml
 from .conftest import REPO
 
 
-def snakemake(workdir, *args, override: dict | None = None, check=True):
-    """Run snakemake on config/tiny.yaml, plus an ``override`` config merged on top."""
-    configs = [str(REPO / "config" / "tiny.yaml")]
+def snakemake(workdir, *args, override: dict | None = None, check=True, repo=REPO):
+    """Run snakemake on config/tiny.yaml, plus an ``override`` config merged on top; ``repo``: the
+    checkout whose Snakefile and config run (a copy, for a test that edits its files)."""
+    configs = [str(repo / "config" / "tiny.yaml")]
     if override:
         path = workdir / "override.yaml"
         path.write_text(yaml.safe_dump(override))
         configs.append(str(path))
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "-s", str(REPO / "Snakefile"),
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "-s", str(repo / "Snakefile"),
            "--directory", str(workdir), *args, "--configfile", *configs]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True)
     if check and run.returncode != 0:
