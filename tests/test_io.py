@@ -36,7 +36,7 @@ def test_yaml_and_text_errors_name_file_line_and_byte(tmp_path):
     path = tmp_path / "cues.yaml"
     path.write_bytes("en: {before: [answer]}\n".encode() + "fr: {before: [r\u00e9ponse]}\n".encode("latin-1"))
     for read in (read_text, read_yaml):  # line 2 starts at byte offset 23; the byte is its 16th
-        with pytest.raises(DataError, match=r"cues.yaml:2: not UTF-8 \(byte 0xe9 at column 16, byte offset 39\)"):
+        with pytest.raises(DataError, match=r"cues.yaml:2: not UTF-8 \(byte 0xe9 at column 16, byte offset 38\)"):
             read(path)
     path.write_text("en: {before: [answer]}\nfr: {before: [réponse]\nde: {}\n")
     with pytest.raises(DataError, match=r"cues.yaml:3:3: invalid YAML: expected ',' or '}', but got ':'"):
