@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 
 import yaml
 
 from .conftest import REPO
+
+BUNDLED = "src/crosstune"  # the package, with its bundled data files
 
 
 def snakemake(workdir, *args, override: dict | None = None, check=True, repo=REPO):
@@ -30,3 +33,13 @@ def snakemake(workdir, *args, override: dict | None = None, check=True, repo=REP
 def planned_jobs(run) -> dict[str, int]:
     """Job counts per rule from a dry run's 'Job stats' table."""
     return {r: int(n) for r, n in re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.M) if r != "total"}
+
+
+def copy_repo(dest):
+    """The files a run reads: Snakefile, configs, rules, scripts, schema, the crosstune package."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy2(REPO / name, dest / name)
+    for name in ("config", "workflow", BUNDLED):
+        shutil.copytree(REPO / name, dest / name, ignore=ignore)
+    return dest

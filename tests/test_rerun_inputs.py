@@ -12,28 +12,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from collections import Counter
 
 import pytest
 
-from .conftest import REPO
-from .snakemake_runner import planned_jobs, snakemake
+from .snakemake_runner import BUNDLED, copy_repo, planned_jobs, snakemake
 from .test_benchmarks_released import write_released
 
-BUNDLED = "src/crosstune"
 MC = {"xnli", "xstorycloze", "mmmlu"}  # the multiple-choice benchmarks: scored with the answer cues
-
-
-def copy_repo(dest):
-    """The files a run reads: Snakefile, configs, rules, scripts, schema, the crosstune package."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy2(REPO / name, dest / name)
-    for name in ("config", "workflow", BUNDLED):
-        shutil.copytree(REPO / name, dest / name, ignore=ignore)
-    return dest
 
 
 def planned(run) -> list[tuple[str, dict]]:

@@ -114,8 +114,9 @@ def read_yaml(path: str | os.PathLike):
     try:
         return yaml.safe_load(read_text(path))
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        context = f" ({e.context})" if e.context else ""
+        mark, start = e.problem_mark or e.context_mark, e.context_mark
+        # where the unclosed bracket or block began: often the line to fix
+        context = f" ({e.context} from line {start.line + 1}, column {start.column + 1})" if start else ""
         raise DataError(f"{path}:{mark.line + 1}:{mark.column + 1}: invalid YAML: {e.problem}{context}") from None
     except yaml.YAMLError as e:
         raise DataError(f"{path}: invalid YAML: {e}") from None
