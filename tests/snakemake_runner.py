@@ -26,13 +26,17 @@ def snakemake(workdir, *args, override: dict | None = None, check=True, repo=REP
            "--directory", str(workdir), *args, "--configfile", *configs]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True)
     if check and run.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
+        )
     return run
 
 
 def planned_jobs(run) -> dict[str, int]:
     """Job counts per rule from a dry run's 'Job stats' table."""
-    return {r: int(n) for r, n in re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.M) if r != "total"}
+    return {
+        r: int(n) for r, n in re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.M) if r != "total"
+    }
 
 
 def copy_repo(dest):

@@ -27,14 +27,21 @@ def snakemake_run(*args, cwd=None):
 
 @pytest.mark.parametrize(
     "content, snakemake_says",
-    [(BROKEN, "Config file is not valid JSON or YAML."), (LATIN1, "UnicodeDecodeError: 'utf-8' codec")],
+    [
+        (BROKEN, "Config file is not valid JSON or YAML."),
+        (LATIN1, "UnicodeDecodeError: 'utf-8' codec"),
+    ],
 )
-def test_an_unreadable_configfile_what_snakemake_prints_and_the_check(tmp_path, content, snakemake_says):
+def test_an_unreadable_configfile_what_snakemake_prints_and_the_check(
+    tmp_path, content, snakemake_says
+):
     """Snakemake's loader (README "Configuration reference" quotes it) names no file and line, and
     for a byte that is not UTF-8 prints a traceback; the checker the README points to names both."""
     path = tmp_path / "mine.yaml"
     path.write_bytes(content)
-    run = snakemake_run("-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(path))
+    run = snakemake_run(
+        "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(path)
+    )
     assert run.returncode != 0 and snakemake_says in run.stdout + run.stderr
     assert not (tmp_path / "results").exists()
     check = subprocess.run([sys.executable, "-m", "crosstune.config", str(path), str(REPO / "config" / "tiny.yaml")],

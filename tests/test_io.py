@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from crosstune.io import DataError, atomic_path, iter_text_lines, read_jsonl, read_text, read_yaml, write_jsonl
+from crosstune.io import (
+    DataError,
+    atomic_path,
+    iter_text_lines,
+    read_jsonl,
+    read_text,
+    read_yaml,
+    write_jsonl,
+)
 
 
 def test_malformed_line_names_file_and_line(tmp_path):
@@ -34,7 +42,7 @@ def test_non_utf8_line_names_file_line_and_byte(tmp_path):
 def test_yaml_and_text_errors_name_file_line_and_byte(tmp_path):
     """read_text / read_yaml (config.yaml, answer cues, benchmark templates, chat templates)."""
     path = tmp_path / "cues.yaml"
-    path.write_bytes("en: {before: [answer]}\n".encode() + "fr: {before: [r\u00e9ponse]}\n".encode("latin-1"))
+    path.write_bytes(b"en: {before: [answer]}\n" + "fr: {before: [r\u00e9ponse]}\n".encode("latin-1"))
     for read in (read_text, read_yaml):  # line 2 starts at byte offset 23; the byte is its 16th
         with pytest.raises(DataError, match=r"cues.yaml:2: not UTF-8 \(byte 0xe9 at column 16, byte offset 38\)"):
             read(path)

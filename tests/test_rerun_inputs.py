@@ -36,7 +36,9 @@ def planned(run) -> list[tuple[str, dict]]:
 
 
 def outputs(run) -> list[str]:
-    return [f for line in re.findall(r"^\s+output: (.*)$", run.stdout, re.M) for f in line.split(", ")]
+    return [
+        f for line in re.findall(r"^\s+output: (.*)$", run.stdout, re.M) for f in line.split(", ")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -52,22 +54,32 @@ def faked(tmp_path_factory):
     released = tmp / "released"
     langs = ["en", "sw"]
     items = {lang: build_items("xlsum", lang, {"source": "bundled"})[0] for lang in langs}
-    write_released(released, "xlsum", items, {"sw": [f"English prompt {i}" for i in range(len(items["sw"]))]})
+    write_released(
+        released, "xlsum", items, {"sw": [f"English prompt {i}" for i in range(len(items["sw"]))]}
+    )
     override = {
         "models": {"tiny-llama": {"chat_template": "config/chat_templates/chatml.jinja"}},
-        "benchmarks": {"released_dir": str(released), "xlsum": {"source": "released", "languages": langs}},
+        "benchmarks": {
+            "released_dir": str(released),
+            "xlsum": {"source": "released", "languages": langs},
+        },
     }
     run = snakemake(work, "-n", override=override, repo=repo)
     stamp = time.time() - 60
     for f in outputs(run):
         path = work / f
-        if path.suffix:  # every output file has a suffix; the directory outputs (models, predictions) none
+        if (
+            path.suffix
+        ):  # every output file has a suffix; the directory outputs (models, predictions) none
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("fake\n")
         else:
             path.mkdir(parents=True, exist_ok=True)
     for path in [*work.rglob("*"), *repo.rglob("*"), *released.rglob("*")]:
-        os.utime(path, (stamp - 3600, stamp - 3600) if not str(path).startswith(str(work)) else (stamp, stamp))
+        os.utime(
+            path,
+            (stamp - 3600, stamp - 3600) if not str(path).startswith(str(work)) else (stamp, stamp),
+        )
     return {"repo": repo, "work": work, "released": released, "override": override}
 
 
@@ -109,7 +121,9 @@ def test_the_model_card_template_reruns_the_cards_only(faked):
 
 
 def test_a_chat_template_reruns_its_base_model(faked):
-    run, _ = rerun_after_touching(faked, faked["repo"] / "config" / "chat_templates" / "chatml.jinja")
+    run, _ = rerun_after_touching(
+        faked, faked["repo"] / "config" / "chat_templates" / "chatml.jinja"
+    )
     counts = planned_jobs(run)
     assert counts["base_model"] == 1 and counts["train"] == 13
     assert not {"source_data", "translate", "benchmark_data"} & set(counts)

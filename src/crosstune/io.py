@@ -96,7 +96,8 @@ def read_text(path: str | os.PathLike) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         start = raw.rfind(b"\n", 0, e.start) + 1  # where the bad byte's line starts
-        raise _not_utf8(path, raw.count(b"\n", 0, e.start) + 1, raw[start:], e.start - start, start) from None
+        lineno = raw.count(b"\n", 0, e.start) + 1
+        raise _not_utf8(path, lineno, raw[start:], e.start - start, start) from None
 
 
 def _not_utf8(path, lineno: int, line: bytes, column: int, line_offset: int) -> DataError:
@@ -117,7 +118,8 @@ def read_yaml(path: str | os.PathLike):
         mark, start = e.problem_mark or e.context_mark, e.context_mark
         # where the unclosed bracket or block began: often the line to fix
         context = f" ({e.context} from line {start.line + 1}, column {start.column + 1})" if start else ""
-        raise DataError(f"{path}:{mark.line + 1}:{mark.column + 1}: invalid YAML: {e.problem}{context}") from None
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+        raise DataError(f"{where}: invalid YAML: {e.problem}{context}") from None
     except yaml.YAMLError as e:
         raise DataError(f"{path}: invalid YAML: {e}") from None
 

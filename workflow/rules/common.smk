@@ -151,7 +151,8 @@ def benchmark_spec(benchmark):
 
 def benchmark_inputs(wildcards):
     """Files whose change rebuilds the items: the template and the bundled or released data
-    (the English prompts too, when the release has them: oracle rows decode with them)."""
+    (the English prompts too, when the release has them: oracle rows decode with them)
+    """
     t = _bm.load_template(wildcards.benchmark)
     files = [str(t.path)]
     source = config["benchmarks"][wildcards.benchmark]["source"]
