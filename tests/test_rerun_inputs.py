@@ -169,3 +169,29 @@ def test_a_released_benchmark_file_reruns_its_items(faked, sub, langs):
     built = Counter((wc["benchmark"], wc["lang"]) for rule, wc in jobs if rule == "benchmark_data")
     assert built == Counter(("xlsum", lang) for lang in langs)
     assert "train" not in planned_jobs(run)
+
+
+def test_a_local_model_directory_reruns_its_base_model(tmp_path):
+    """models.<name>.source: {type: local}: its files (linked into the model directory) are inputs."""
+    local = tmp_path / "mine"
+    (local / ".cache").mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", ".cache/download.lock"):
+        (local / name).write_text("{}\n")
+    override = {"models": {"mine": {"source": {"type": "local", "id": str(local)}}}}
+    target = "resources/models/mine"
+    run = snakemake(tmp_path, "-n", target, "--rerun-triggers", "mtime", override=override)
+    assert planned_jobs(run) == {"base_model": 1}
+    (tmp_path / target).mkdir(parents=True)
+    stamp = time.time() - 60
+    for path in local.rglob("*"):
+        os.utime(path, (stamp - 60, stamp - 60))
+    os.utime(tmp_path / target, (stamp, stamp))
+
+    def after_touching(name):
+        os.utime(local / name)
+        run = snakemake(tmp_path, "-n", target, "--rerun-triggers", "mtime", override=override)
+        os.utime(local / name, (stamp - 60, stamp - 60))
+        return planned_jobs(run)
+
+    assert after_touching("model.safetensors") == {"base_model": 1}
+    assert after_touching(".cache/download.lock") == {}  # hidden: a download's bookkeeping
