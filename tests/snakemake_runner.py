@@ -14,10 +14,11 @@ from .conftest import REPO
 BUNDLED = "src/crosstune"  # the package, with its bundled data files
 
 
-def snakemake(workdir, *args, override: dict | None = None, check=True, repo=REPO):
-    """Run snakemake on config/tiny.yaml, plus an ``override`` config merged on top; ``repo``: the
-    checkout whose Snakefile and config run (a copy, for a test that edits its files)."""
-    configs = [str(repo / "config" / "tiny.yaml")]
+def snakemake(workdir, *args, override: dict | None = None, check=True, configfile=None, repo=REPO):
+    """Run snakemake on ``configfile`` (default config/tiny.yaml), plus an ``override`` config
+    merged on top; ``repo``: the checkout whose Snakefile runs (a copy, for a test that edits
+    its files), and whose config/tiny.yaml is the default."""
+    configs = [str(configfile or repo / "config" / "tiny.yaml")]
     if override:
         path = workdir / "override.yaml"
         path.write_text(yaml.safe_dump(override))

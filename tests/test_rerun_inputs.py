@@ -172,10 +172,10 @@ def test_a_released_benchmark_file_reruns_its_items(faked, sub, langs):
 
 
 def test_a_local_model_directory_reruns_its_base_model(tmp_path):
-    """models.<name>.source: {type: local}: its files (linked into the model directory) are inputs."""
+    """models.<name>.source: {type: local}: the directory (linked into the model directory) is an input."""
     local = tmp_path / "mine"
-    (local / ".cache").mkdir(parents=True)
-    for name in ("config.json", "model.safetensors", ".cache/download.lock"):
+    local.mkdir()
+    for name in ("config.json", "model.safetensors"):
         (local / name).write_text("{}\n")
     override = {"models": {"mine": {"source": {"type": "local", "id": str(local)}}}}
     target = "resources/models/mine"
@@ -183,15 +183,11 @@ def test_a_local_model_directory_reruns_its_base_model(tmp_path):
     assert planned_jobs(run) == {"base_model": 1}
     (tmp_path / target).mkdir(parents=True)
     stamp = time.time() - 60
-    for path in local.rglob("*"):
+    for path in [local, *local.rglob("*")]:
         os.utime(path, (stamp - 60, stamp - 60))
     os.utime(tmp_path / target, (stamp, stamp))
-
-    def after_touching(name):
-        os.utime(local / name)
-        run = snakemake(tmp_path, "-n", target, "--rerun-triggers", "mtime", override=override)
-        os.utime(local / name, (stamp - 60, stamp - 60))
-        return planned_jobs(run)
-
-    assert after_touching("model.safetensors") == {"base_model": 1}
-    assert after_touching(".cache/download.lock") == {}  # hidden: a download's bookkeeping
+    run = snakemake(tmp_path, "-n", target, "--rerun-triggers", "mtime", override=override)
+    assert planned_jobs(run) == {}
+    os.utime(local / "model.safetensors")
+    run = snakemake(tmp_path, "-n", target, "--rerun-triggers", "mtime", override=override)
+    assert planned_jobs(run) == {"base_model": 1}

@@ -83,20 +83,27 @@ def job(tmp_path, base, pairs, s, tag):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_two_process_fsdp_matches_one_process(tmp_path, tiny_model_dir, pairs, fsdp_cpu, case):
+    assert_two_processes_match_one(tmp_path, tiny_model_dir("llama"), pairs, fsdp_cpu, case)
+
+
+def assert_two_processes_match_one(tmp_path, base, pairs, accelerate_config, case) -> tuple[dict, dict]:
+    """Train ``case`` on 1 process x batch and on 2 x batch/2 under ``accelerate_config`` (through
+    crosstune.train.launch, as the pipeline does); assert the same reference, losses and weights.
+    Returns both runs' metrics."""
     spec = CASES[case]
     preference = spec["type"] in ("clo", "sft_dpo")
-    base = tiny_model_dir("llama")
     # the last checkpoint (kept for preference methods) holds the reference table the run used
     common = {"max_steps": STEPS, "save_steps": 1, "keep_checkpoints": preference}
     batch, tol = BATCH.get(case, 4), NOISY.get(case, {"loss_rtol": 1e-5, "weight_atol": WEIGHT_ATOL})
     one = settings(spec, name=case, per_device_batch_size=batch, **common)
     two = settings(spec, name=case, per_device_batch_size=batch // 2, num_processes=2,
-                   accelerate_config=str(fsdp_cpu), **common)  # fmt: skip
+                   accelerate_config=str(accelerate_config), **common)  # fmt: skip
     m1 = train(**job(tmp_path, base, pairs, one, "one"))
     run(job(tmp_path, base, pairs, two, "two"))
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert (m1["num_processes"], m2["num_processes"], m1["steps"], m2["steps"]) == (1, 2, STEPS, STEPS)
     assert m1["tokens"] == m2["tokens"] > 0  # the same sequences were seen
+    assert m1["parameters"] == m2["parameters"]  # counted alike from whole or partitioned parameters
 
     if preference:
         r1, r2 = (load_file(str(tmp_path / t / f"checkpoints/checkpoint-{STEPS}/reference.safetensors"))["reference"]
@@ -121,3 +128,4 @@ def test_two_process_fsdp_matches_one_process(tmp_path, tiny_model_dir, pairs, f
         for k in d1:
             print(f"{case}: max |Decision Maker difference| {(d1[k] - d2[k]).abs().max().item():.2e}")
             torch.testing.assert_close(d2[k], d1[k], rtol=0, atol=tol["dm_atol"])
+    return m1, m2

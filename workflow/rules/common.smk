@@ -58,6 +58,19 @@ def model_dir(model):
     return f"resources/models/{model}"
 
 
+def local_model_dir(model):
+    """models.<model>.source.id of a `local` source (the directory rule base_model links), else [];
+    with its files unless Snakemake made it (a trained model): a directory's own mtime does not
+    change when a file in it is edited in place (save_pretrained over an old copy), a file's does.
+    """
+    path = config["models"][model]["source"]["id"]
+    if config["models"][model]["source"]["type"] != "local":
+        return []
+    if not os.path.isdir(path) or os.path.exists(f"{path}/.snakemake_timestamp"):
+        return [path]
+    return [path, *map(str, crosstune.io.files_under(path))]
+
+
 def connection_position(model):
     """models.<model>.connection_position: where CC-Tuning's p sits in the templated prompt
     (rules train, activations and generate pass it to crosstune.cc_tuning.connection).
@@ -77,15 +90,6 @@ def chat_template_file(model):
     return os.path.join(workflow.basedir, path)
 
 
-def local_model_files(model):
-    """The files of models.<model>.source.id when it is a local directory (type local, or a
-    hub-type id naming an existing directory, which rule base_model links as well)."""
-    src = config["models"][model]["source"]
-    if src["type"] in ("local", "hub") and os.path.isdir(src["id"]):
-        return [str(f) for f in crosstune.io.files_under(src["id"])]
-    return []
-
-
 # a chat template that is missing or not UTF-8 stops the run here, not in rule base_model
 for _name in MODELS:
     if chat_template_file(_name):
@@ -95,7 +99,11 @@ for _name in MODELS:
 
 
 def all_targets():
-    """The default target: the last stage of every model, as far as the pipeline goes."""
+    """The default target: the last stage of every model, as far as the pipeline goes.
+    Without `methods:` nothing is trained, so the training data (pairs) is not built either:
+    the evaluation alone runs (target evaluate_only, config/eval-only.yaml)."""
+    if not config["methods"]:
+        return []
     targets = expand("results/{model}/pairs/pairs.jsonl", model=MODELS)
     targets += expand(
         "results/{model}/train/{method}/metrics.json",

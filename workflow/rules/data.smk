@@ -12,8 +12,9 @@ rule base_model:
             if config["models"][wc.model]["source"]["type"] == "tiny"
             else []
         ),
-        # a local model directory's files (linked into the model directory): an edit reruns
-        local=lambda wc: local_model_files(wc.model),
+        # source local: the model directory (e.g. a trained results/<model>/train/<method>/model),
+        # so a retrained one is linked again and its rows re-evaluated
+        local=lambda wc: local_model_dir(wc.model),
     output:
         directory("resources/models/{model}"),
     log:
@@ -29,11 +30,12 @@ rule base_model:
         gpu=res("base_model", "gpu"),
     params:
         code=code("base_model.py"),
-        # what builds the model files (connection_position is CC-Tuning's, read by its own rules)
+        # what builds the model files (connection_position is CC-Tuning's, prompt_format rule
+        # generate's: each a param of the rules it changes)
         spec=lambda wc: {
             k: v
             for k, v in config["models"][wc.model].items()
-            if k != "connection_position"
+            if k not in ("connection_position", "prompt_format")
         },
         # the seed only matters for random (tiny) models
         seed=lambda wc: (

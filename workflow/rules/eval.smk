@@ -69,6 +69,8 @@ rule generate:
             for k in ("enabled", "continuation")
         },
         cc_tuning=lambda wc: eval_cc_tuning(wc.method, wc.model),
+        # chat template or plain text (crosstune.evaluate.generation.prompt_text)
+        prompt_format=lambda wc: config["models"][wc.model]["prompt_format"],
         resume_dir=f"{EVAL_DIR}/.resume",
     script:
         "../scripts/generate.py"
@@ -239,6 +241,16 @@ rule layer_choice:
         model_dirs=[eval_model_dir(job["model"], job["method"]) for job in LAYER_JOBS],
     script:
         "../scripts/layer_choice.py"
+
+
+# ---------------------------------------------------------------- evaluate_only
+# `snakemake --cores N evaluate_only`: the evaluation outputs alone (eval_targets), none of the
+# default target's data-stage products. With no `methods:` (config/eval-only.yaml: any hub id,
+# local or trained model directory as a `models:` entry, its row `base`) the DAG is benchmark_data,
+# base_model, generate, score and aggregate; an evaluated trained method still needs its training.
+rule evaluate_only:
+    input:
+        eval_targets(),
 
 
 # ---------------------------------------------------------------- studies

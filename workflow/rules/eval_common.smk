@@ -134,6 +134,21 @@ EVAL_JOBS = [
 ]
 
 
+def check_prompt_formats():
+    """The connection sits at a position of the chat-templated prompt the method was trained on."""
+    for job in EVAL_JOBS:
+        if eval_cc_tuning(job["method"]) and config["models"][job["model"]][
+            "prompt_format"
+        ] == "plain":
+            raise crosstune.config.ConfigError(
+                f"models.{job['model']}.prompt_format: plain prompts cannot be evaluated with "
+                f"CC-Tuning's connection (row {job['method']}): set it to chat, or evaluate mode none"
+            )
+
+
+check_prompt_formats()
+
+
 # rows decoded with a connection (cc_tuning in mode matrix or oracle): their predictions
 # record the Decision Maker's layer, which rule layer_choice tabulates and plots
 LAYER_JOBS = [
@@ -197,13 +212,10 @@ def study_scores(kind):
     ]
 
 
-# The default target grows by the evaluation outputs when benchmarks are
-# configured (wraps the all_targets() of the rule files included before).
-_targets_before_eval = all_targets
-
-
-def all_targets():
-    targets = _targets_before_eval()
+def eval_targets():
+    """The evaluation outputs: the tables (rule aggregate), the layer choice, each study's table
+    and curves; the target `evaluate_only` (eval.smk) and part of the default target."""
+    targets = []
     if EVAL_BENCHMARKS and EVAL_METHODS:
         targets += rules.aggregate.output
     if LAYER_JOBS:
@@ -211,3 +223,12 @@ def all_targets():
     # each study with scores: its table and curves (rule study)
     targets += [f"results/studies/{s}/table.tsv" for s in STUDIES if STUDY_JOBS[s]]
     return targets
+
+
+# The default target grows by the evaluation outputs when benchmarks are
+# configured (wraps the all_targets() of the rule files included before).
+_targets_before_eval = all_targets
+
+
+def all_targets():
+    return _targets_before_eval() + eval_targets()

@@ -23,11 +23,13 @@ settings = {
                    "max_batch_tokens": b["max_batch_tokens"], "max_padding": b["max_padding"],
                    "decoder": p.decoder, "reuse_prefix": p.reuse_prefix},  # fmt: skip
     "likelihood": {**p.likelihood, "batch_size": b["likelihood_batch_size"]},
+    "prompt_format": p.prompt_format,  # models.<model>.prompt_format: chat template or plain text
 }
 set_seed(snakemake.config["seed"])  # greedy decoding draws nothing; seeded for good measure
 # p.dtype is `dtype` with auto resolved when planning: this machine must resolve it alike
 check_planned_dtype(cfg["generation"]["dtype"], p.dtype, cfg["generation"]["device"])
-model, tokenizer = load_model(snakemake.input.model, snakemake.input.base, p.dtype, cfg["generation"]["device"])
+model, tokenizer = load_model(snakemake.input.model, snakemake.input.base, p.dtype, cfg["generation"]["device"],
+                              prompt_format=p.prompt_format, model_name=wc.model)  # fmt: skip
 logging.info("%s/%s on %s: %s on %s in %s", wc.model, wc.method, wc.benchmark, type(model).__name__, model.device,
              model.dtype)  # fmt: skip
 items = dict(zip(p.languages, snakemake.input.questions, strict=True))

@@ -1,8 +1,11 @@
 """Greedy generation and option log-likelihoods with a Hugging Face causal LM.
 
-Prompts are the chat-templated user message with the generation prompt
-appended (``apply_chat_template(..., add_generation_prompt=True)``), tokenised
-without adding special tokens again (the template already holds them).
+Prompts are formatted in one place, :func:`prompt_text`: by default the
+chat-templated user message with the generation prompt appended
+(``apply_chat_template(..., add_generation_prompt=True)``); with
+``models.<name>.prompt_format: plain`` the prompt text itself (after the BOS
+token where the tokenizer adds one), for base models without a chat template.
+Either is tokenised without adding special tokens again (the text holds them).
 
 :func:`greedy_generate` decodes many prompts at once, in batches sorted by
 length (longest first, so memory errors come early) of at most ``batch_size``
@@ -49,6 +52,7 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DECODERS = ("exact", "padded")  # evaluation.generation.decoder
+PROMPT_FORMATS = ("chat", "plain")  # models.<name>.prompt_format
 EXACT_CPU_ROWS = 32  # rows a bfloat16 decode step takes at most for bit-identical rows (oneDNN with AMX, measured)
 
 
@@ -107,11 +111,13 @@ def check_planned_dtype(dtype: str, planned: str, device: str = "auto") -> None:
 
 
 def load_model(model_dir: str | Path, tokenizer_dir: str | Path | None = None, dtype: str = "float32",
-               device: str = "auto"):  # fmt: skip
+               device: str = "auto", prompt_format: str = "chat", model_name: str | None = None):  # fmt: skip
     """(model, tokenizer) of a model directory; a PEFT adapter directory is merged into its base.
 
     The tokenizer is read from ``model_dir`` when it has one, else from ``tokenizer_dir``.
-    ``dtype``: float32 | bfloat16 | float16 | auto (:func:`resolve_dtype`).
+    ``dtype``: float32 | bfloat16 | float16 | auto (:func:`resolve_dtype`). The tokenizer must
+    be able to format prompts as ``prompt_format`` (:func:`check_prompt_format`; ``model_name``:
+    the ``models:`` entry its error names).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -125,10 +131,23 @@ def load_model(model_dir: str | Path, tokenizer_dir: str | Path | None = None, d
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)
     has_tokenizer = any((model_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json"))
     tokenizer = AutoTokenizer.from_pretrained(model_dir if has_tokenizer or tokenizer_dir is None else tokenizer_dir)
-    if not tokenizer.chat_template:
-        raise ValueError(f"{model_dir}: the tokenizer has no chat template; evaluation prompts need one")
+    check_prompt_format(tokenizer, prompt_format, model_name, model_dir)
     model.to(resolve_device(device)).eval()
     return model, tokenizer
+
+
+def check_prompt_format(tokenizer, prompt_format: str, model_name: str | None = None, where=""):
+    """Refuse a prompt format the tokenizer cannot render, naming the config keys that fix it."""
+    key = f"models.{model_name or '<name>'}"
+    if prompt_format not in PROMPT_FORMATS:
+        choices = ", ".join(PROMPT_FORMATS)
+        raise ValueError(f"{key}.prompt_format: {prompt_format!r} is not one of {choices}")
+    if prompt_format == "chat" and not tokenizer.chat_template:
+        raise ValueError(
+            f"{where}: the tokenizer has no chat template, so {key}.prompt_format: chat (the default) cannot "
+            f"format the evaluation prompts; set {key}.prompt_format: plain (the prompt text as it is, for a "
+            f"base model) or give the model a template with {key}.chat_template"
+        )
 
 
 def chat_text(tokenizer, prompt: str) -> str:
@@ -136,6 +155,24 @@ def chat_text(tokenizer, prompt: str) -> str:
     return tokenizer.apply_chat_template(
         [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
     )
+
+
+def bos_text(tokenizer) -> str:
+    """The BOS token as text when the tokenizer puts one before every text it encodes (Llama, Gemma),
+    else "": a plain prompt starts as the base model's training texts did, as a chat template's does."""
+    bos = tokenizer.bos_token_id
+    ids = tokenizer("a")["input_ids"]
+    return tokenizer.bos_token if bos is not None and ids[:1] == [bos] else ""
+
+
+def prompt_text(tokenizer, prompt: str, prompt_format: str = "chat") -> str:
+    """The text the model is given for a benchmark prompt (``models.<name>.prompt_format``):
+    ``chat`` - :func:`chat_text`; ``plain`` - the prompt itself, after :func:`bos_text`."""
+    if prompt_format == "chat":
+        return chat_text(tokenizer, prompt)
+    if prompt_format == "plain":
+        return bos_text(tokenizer) + prompt
+    raise ValueError(f"prompt_format: {prompt_format!r} is not one of {', '.join(PROMPT_FORMATS)}")
 
 
 def encode(tokenizer, text: str) -> list[int]:

@@ -33,13 +33,16 @@ def option_continuations(item: dict, mode: str) -> list[str]:
     return [str(o["text"] if mode == "text" else o["label"]) for o in item["options"]]
 
 
-def english_prompt_ids(tokenizer, items: list[dict], desc: str = "") -> list[list[int]]:
-    """The chat-templated English prompt of every item (CC-Tuning's oracle mode)."""
+def english_prompt_ids(
+    tokenizer, items: list[dict], desc: str = "", prompt_format: str = "chat"
+) -> list[list[int]]:
+    """The formatted English prompt of every item (CC-Tuning's oracle mode)."""
     missing = [it["id"] for it in items if not it.get("prompt_en")]
     if missing:
         raise ValueError(f"{desc}: cc_tuning oracle mode needs each item's English prompt (prompt_en); "
                          f"{len(missing)} items have none, e.g. {missing[0]} (not a parallel benchmark?)")  # fmt: skip
-    return [gen.encode(tokenizer, gen.chat_text(tokenizer, it["prompt_en"])) for it in items]
+    texts = [gen.prompt_text(tokenizer, it["prompt_en"], prompt_format) for it in items]
+    return [gen.encode(tokenizer, t) for t in texts]
 
 
 def _connected_generate(connection, ids, english, lang, g, limits, desc) -> tuple[list, list]:
@@ -68,14 +71,15 @@ def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: 
     each record then also holds the Decision Maker's chosen ``layer``. In oracle mode
     the connection comes from each item's English prompt (``prompt_en``).
     """
-    texts = [gen.chat_text(tokenizer, it["prompt"]) for it in items]
+    prompt_format = settings.get("prompt_format", "chat")  # models.<name>.prompt_format
+    texts = [gen.prompt_text(tokenizer, it["prompt"], prompt_format) for it in items]
     ids = [gen.encode(tokenizer, t) for t in texts]
     g = settings["generation"]
     lang = items[0].get("lang")
     limits = {"max_batch_tokens": g.get("max_batch_tokens"), "max_padding": g.get("max_padding")}
     english = None
     if connection is not None and connection.needs_english:
-        english = english_prompt_ids(tokenizer, items, desc)
+        english = english_prompt_ids(tokenizer, items, desc, prompt_format)
     ll = settings["likelihood"]
     mc = [i for i, it in enumerate(items) if it["task"] == "multiple_choice"] if ll["enabled"] else []
     options = {i: option_continuations(items[i], ll["continuation"]) for i in mc}

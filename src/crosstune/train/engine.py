@@ -18,6 +18,7 @@ model before step 1: ``MethodTrainer.compute_reference``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -84,6 +85,12 @@ def parameter_counts(model) -> dict[str, int]:
     trainable = sum(size(p) for p in model.parameters() if p.requires_grad)
     total = sum(size(p) for p in model.parameters())
     return {"trainable": trainable, "total": total}
+
+
+def loaded_partitioned(model) -> bool:
+    """Whether DeepSpeed ZeRO-3 loaded the model partitioned (``zero3_init_flag``): every process then
+    held only its shard from the start, and nothing may read the weights outside the engine."""
+    return any(hasattr(p, "ds_id") for p in model.parameters())
 
 
 def check_start_model(model_dir: Path, settings: dict) -> None:
@@ -253,11 +260,34 @@ def sync_fingerprint(checkpoint_dir: Path, compute, state) -> Path | None:
 
 
 # --------------------------------------------------------------------------- final save
+@contextlib.contextmanager
+def unpartitioned_loading():
+    """``from_pretrained`` in one process while DeepSpeed ZeRO-3 is set up.
+
+    The Trainer's arguments register the ZeRO-3 config with transformers, which
+    then loads every model inside ``deepspeed.zero.Init``: partitioned over the
+    processes, a collective. A load that only the main process makes (the LoRA
+    merge) would wait for the others, which have finished - so the config is
+    hidden while it loads and restored after.
+    """
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    registered = hf_deepspeed._hf_deepspeed_config_weak_ref  # noqa: SLF001 (no public getter of the object)
+    config = registered() if registered is not None else None
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if config is not None:
+            hf_deepspeed.set_hf_deepspeed_config(config)
+
+
 def merge_lora(model_dir: Path, adapter_dir: Path, out: Path) -> None:
-    """Fold a saved LoRA adapter into the base weights and save a plain model to ``out``."""
+    """Fold a saved LoRA adapter into the base weights and save a plain model to ``out`` (one process)."""
     from peft import PeftModel
 
-    merged = PeftModel.from_pretrained(load_model(model_dir), adapter_dir).merge_and_unload()
+    with unpartitioned_loading():
+        merged = PeftModel.from_pretrained(load_model(model_dir), adapter_dir).merge_and_unload()
     merged.save_pretrained(out)
 
 
@@ -334,7 +364,7 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
     model = apply_finetuning(load_model(model_dir), method, settings)
     attach_extra(model, method.extra_modules(model, settings))
     dataset = method.prepare(model, tokenizer, dataset, settings)
-    counts = parameter_counts(model)
+    counts, partitioned = parameter_counts(model), loaded_partitioned(model)
     train_rows, eval_rows = dataset, None
     if eval_features:
         train_rows, eval_rows = dataset.select(range(len(features))), dataset.select(range(len(features), len(dataset)))
@@ -366,7 +396,7 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
         "start_model": str(model_dir), "examples": len(examples),
         "composition": data.composition(examples), "distinct_examples": data.distinct(examples),
         "dropped_truncated": len(dropped), "sequences": len(features),
-        "parameters": counts, "num_processes": trainer.accelerator.num_processes,
+        "parameters": counts, "loaded_partitioned": partitioned, "num_processes": trainer.accelerator.num_processes,
         "steps": state.global_step, "epochs": state.epoch, "resumed_from": resume.name if resume else None,
         # whole run (resumed sessions included): tokens, train_loss; this session only: seconds, throughput
         "tokens": state.num_input_tokens_seen, "train_loss": whole_run_loss(state.log_history),
