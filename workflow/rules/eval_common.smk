@@ -137,9 +137,10 @@ EVAL_JOBS = [
 def check_prompt_formats():
     """The connection sits at a position of the chat-templated prompt the method was trained on."""
     for job in EVAL_JOBS:
-        if eval_cc_tuning(job["method"]) and config["models"][job["model"]][
-            "prompt_format"
-        ] == "plain":
+        if (
+            eval_cc_tuning(job["method"])
+            and config["models"][job["model"]]["prompt_format"] == "plain"
+        ):
             raise crosstune.config.ConfigError(
                 f"models.{job['model']}.prompt_format: plain prompts cannot be evaluated with "
                 f"CC-Tuning's connection (row {job['method']}): set it to chat, or evaluate mode none"
