@@ -63,9 +63,10 @@ def local_model_dir(model):
     with its files unless Snakemake made it (a trained model): a directory's own mtime does not
     change when a file in it is edited in place (save_pretrained over an old copy), a file's does.
     """
-    path = config["models"][model]["source"]["id"]
-    if config["models"][model]["source"]["type"] != "local":
+    source = config["models"][model]["source"]
+    if source["type"] != "local":
         return []
+    path = source["id"]
     if not os.path.isdir(path) or os.path.exists(f"{path}/.snakemake_timestamp"):
         return [path]
     return [path, *map(str, crosstune.io.files_under(path))]
