@@ -6,15 +6,29 @@
 # Stages: base_model -> source_data -> translate -> pairs -> (train, evaluate, ...)
 # See README.md for the DAG and workflow/schemas/config.schema.yaml for every key.
 
+import os
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("8.20")
 
+# Scripts import the crosstune library from src/ (also inside --sdm conda envs).
+SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, SRC)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+)
+
+import crosstune.io  # noqa: E402
 
 # config.yaml is the embedded default; a --configfile replaces it rather than
 # being merged into it (merging would keep the default's models). Keys a config
 # leaves out get their defaults from the schema.
 if not workflow.overwrite_configfiles:
+    # read once by crosstune first: Snakemake's loader names neither file nor line of
+    # an error (a --configfile it loads before this file runs: README "Configuration reference")
+    crosstune.io.read_yaml("config.yaml")
 
     configfile: "config.yaml"
 

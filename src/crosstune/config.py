@@ -62,6 +62,18 @@ def check_baseline(baseline: str, rows: list[str]) -> None:
         )
 
 
+def check_text_file(key: str, path: str | Path) -> None:
+    """A file a config key names (e.g. a chat template) exists and is UTF-8: checked before any job."""
+    from .io import DataError, read_text
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{key}: file not found: {path}")
+    try:
+        read_text(path)
+    except DataError as e:
+        raise ConfigError(f"{key}: {e}") from None
+
+
 def check(config: dict, base: str | Path = ".") -> None:
     base = Path(base)
     if "en" not in config["languages"]:
@@ -92,3 +104,28 @@ def check(config: dict, base: str | Path = ".") -> None:
     engine = config["translate"]["engine"]
     if engine.startswith("human:") and not config["translate"]["memory_only"]:
         raise ConfigError(f"translate.memory_only: engine {engine!r} can only be read from the memory; set it to true")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m crosstune.config FILE...``: read config files as the workflow does, naming file,
+    line and byte offset of what cannot be read. Snakemake loads a --configfile before the
+    workflow runs, and its own message names neither file nor line (README, "Configuration
+    reference")."""
+    import sys
+
+    from .io import DataError, read_yaml
+
+    failed = 0
+    for path in sys.argv[1:] if argv is None else argv:
+        try:
+            if not isinstance(read_yaml(path), dict):
+                raise DataError(f"{path}: not a config: the top level must be a mapping of keys")
+            print(f"{path}: readable")
+        except (DataError, OSError) as e:
+            print(e, file=sys.stderr)
+            failed = 1
+    return failed
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

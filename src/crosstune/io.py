@@ -81,16 +81,50 @@ def iter_numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
 
 def iter_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """(line number, line) of a UTF-8 text file; bytes that are not UTF-8 raise DataError
-    naming file, line and column (lines are decoded one by one, so the number is exact)."""
+    naming file, line, column and byte offset (lines are decoded one by one, so the number is exact)."""
+    offset = 0
     with Path(path).open("rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
                 yield lineno, raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise DataError(
-                    f"{path}:{lineno}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
-                    "save the file as UTF-8"
-                ) from None
+                raise _not_utf8(path, lineno, raw, e.start, offset) from None
+            offset += len(raw)
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A whole UTF-8 text file; bytes that are not UTF-8 raise DataError as in :func:`iter_text_lines`."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        start = raw.rfind(b"\n", 0, e.start) + 1  # where the bad byte's line starts
+        lineno = raw.count(b"\n", 0, e.start) + 1
+        raise _not_utf8(path, lineno, raw[start:], e.start - start, start) from None
+
+
+def _not_utf8(path, lineno: int, line: bytes, column: int, line_offset: int) -> DataError:
+    return DataError(
+        f"{path}:{lineno}: not UTF-8 (byte 0x{line[column]:02x} at column {column + 1}, "
+        f"byte offset {line_offset + column}); save the file as UTF-8"
+    )
+
+
+def read_yaml(path: str | os.PathLike):
+    """A YAML file's content; a file that is not UTF-8 or not valid YAML raises DataError naming
+    file, line and column (PyYAML's own message names ``<unicode string>`` when given the text)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(read_text(path))
+    except yaml.MarkedYAMLError as e:
+        mark, start = e.problem_mark or e.context_mark, e.context_mark
+        # where the unclosed bracket or block began: often the line to fix
+        context = f" ({e.context} from line {start.line + 1}, column {start.column + 1})" if start else ""
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+        raise DataError(f"{where}: invalid YAML: {e.problem}{context}") from None
+    except yaml.YAMLError as e:
+        raise DataError(f"{path}: invalid YAML: {e}") from None
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
@@ -106,6 +140,16 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
 def write_json(path: str | os.PathLike, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def files_under(root: str | os.PathLike) -> list[Path]:
+    """Every file under directory ``root``, sorted, except hidden ones (a download's ``.cache/``):
+    the files a rule reads from a local directory, made its inputs so that an edit reruns it."""
+    root = Path(root)
+    return sorted(
+        f for f in root.rglob("*")
+        if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts)
+    )  # fmt: skip
 
 
 def require_fields(record: dict, fields: Iterable[str], where: str) -> None:

@@ -2,17 +2,10 @@
 
 import os
 import re
-import sys
 
 import yaml
 
-# Scripts import the crosstune library from src/ (also inside --sdm conda envs).
-SRC = os.path.join(workflow.basedir, "src")
-sys.path.insert(0, SRC)
-os.environ.update(
-    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
-)
-
+# crosstune is importable: the Snakefile puts src/ on sys.path and PYTHONPATH.
 import crosstune.code_digest  # noqa: E402
 import crosstune.config  # noqa: E402
 import crosstune.studies  # noqa: E402
@@ -66,9 +59,17 @@ def model_dir(model):
 
 
 def local_model_dir(model):
-    """models.<model>.source.id of a `local` source (the directory rule base_model links), else []."""
+    """models.<model>.source.id of a `local` source (the directory rule base_model links), else [];
+    with its files unless Snakemake made it (a trained model): a directory's own mtime does not
+    change when a file in it is edited in place (save_pretrained over an old copy), a file's does.
+    """
     source = config["models"][model]["source"]
-    return source["id"] if source["type"] == "local" else []
+    if source["type"] != "local":
+        return []
+    path = source["id"]
+    if not os.path.isdir(path) or os.path.exists(f"{path}/.snakemake_timestamp"):
+        return [path]
+    return [path, *map(str, crosstune.io.files_under(path))]
 
 
 def connection_position(model):
@@ -88,6 +89,14 @@ def chat_template_file(model):
     if os.path.isabs(path) or os.path.exists(path):
         return path
     return os.path.join(workflow.basedir, path)
+
+
+# a chat template that is missing or not UTF-8 stops the run here, not in rule base_model
+for _name in MODELS:
+    if chat_template_file(_name):
+        crosstune.config.check_text_file(
+            f"models.{_name}.chat_template", chat_template_file(_name)
+        )
 
 
 def all_targets():
@@ -150,7 +159,9 @@ def benchmark_spec(benchmark):
 
 
 def benchmark_inputs(wildcards):
-    """Files whose change rebuilds the items: the template and the bundled or released data."""
+    """Files whose change rebuilds the items: the template and the bundled or released data
+    (the English prompts too, when the release has them: oracle rows decode with them)
+    """
     t = _bm.load_template(wildcards.benchmark)
     files = [str(t.path)]
     source = config["benchmarks"][wildcards.benchmark]["source"]
@@ -164,6 +175,9 @@ def benchmark_inputs(wildcards):
         r, root = t.released, config["benchmarks"]["released_dir"]
         files += [f"{root}/{r['dir']}/{r['prompts']}/{wildcards.lang}.json",
                   f"{root}/{r['dir']}/{r['answers']}/{wildcards.lang}.json"]  # fmt: skip
+        english = _bm.released_english_file(wildcards.benchmark, wildcards.lang, root)
+        # optional (without it prompt_en is null): an input once it exists, so adding it reruns too
+        files += [str(english)] if english and english.is_file() else []
     return files
 
 

@@ -80,6 +80,7 @@ rule score:
     input:
         predictions=rules.generate.output[0],
         questions=eval_items,
+        cues=answer_cues,
     output:
         item_scores=f"{EVAL_DIR}/scores/items.jsonl",
         metrics=f"{EVAL_DIR}/scores/metrics.tsv",

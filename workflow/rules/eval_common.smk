@@ -1,6 +1,7 @@
 # Helpers of the evaluation rules (eval.smk): benchmarks, methods, model directories, targets.
 
 import crosstune.cc_tuning.inference  # noqa: E402
+import crosstune.evaluate.extract  # noqa: E402
 import crosstune.evaluate.scoring  # noqa: E402
 import crosstune.train.settings  # noqa: E402
 
@@ -121,6 +122,13 @@ def eval_items(wildcards):
     ]
 
 
+def answer_cues(wildcards):
+    """The answer cues (crosstune/data/answer_cues.yaml) of a multiple-choice benchmark: they decide
+    which option an output chose, so an edit reruns those score jobs only."""
+    task = _bm.load_template(wildcards.benchmark).task
+    return str(crosstune.evaluate.extract.CUE_FILE) if task == "multiple_choice" else []
+
+
 def qa_normalize(wildcards):
     """evaluation.qa_normalize for QA benchmarks (XQuAD, MKQA); None elsewhere, so changing it reruns only their scores."""
     task = _bm.load_template(wildcards.benchmark).task
@@ -148,9 +156,10 @@ EVAL_JOBS = [
 def check_prompt_formats():
     """The connection sits at a position of the chat-templated prompt the method was trained on."""
     for job in EVAL_JOBS:
-        if eval_cc_tuning(job["method"]) and config["models"][job["model"]][
-            "prompt_format"
-        ] == "plain":
+        if (
+            eval_cc_tuning(job["method"])
+            and config["models"][job["model"]]["prompt_format"] == "plain"
+        ):
             raise crosstune.config.ConfigError(
                 f"models.{job['model']}.prompt_format: plain prompts cannot be evaluated with "
                 f"CC-Tuning's connection (row {job['method']}): set it to chat, or evaluate mode none"

@@ -19,6 +19,8 @@ rule model_card:
         model=rules.train.output.model,
         metrics=rules.train.output.metrics,
         base=model_dir("{model}"),
+        # the card's Markdown body (crosstune/data/model_card.md)
+        template=str(crosstune.hub.CARD_TEMPLATE),
     output:
         "results/{model}/train/{method}/model_card.md",
     log:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from crosstune import models
 from crosstune.data.sources import seed_texts
-from crosstune.io import atomic_path
+from crosstune.io import atomic_path, read_text
 from crosstune.provenance import set_seed, write_provenance
 from crosstune.workflow import log_to
 
@@ -24,15 +24,13 @@ with atomic_path(out, directory=True) as tmp:
     else:  # tiny: random weights, tokenizer trained on the bundled seed texts
         set_seed(snakemake.params.seed)
         sizes = {k: src[k] for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size")}
-        template = Path(snakemake.input.chat_template).read_text(encoding="utf-8") if snakemake.input.get(
-            "chat_template") else None  # fmt: skip
+        template = read_text(snakemake.input.chat_template) if snakemake.input.get("chat_template") else None
         info = models.save_tiny_model(
             src["family"], seed_texts(), tmp, seed=snakemake.params.seed, vocab_size=src["vocab_size"],
             extra_special_tokens=models.template_special_tokens(template, spec.get("eos_token")), **sizes,
         )  # fmt: skip
     if snakemake.input.get("chat_template") or spec.get("eos_token"):  # models.<name>.chat_template, eos_token
-        template = Path(snakemake.input.chat_template).read_text(encoding="utf-8") if snakemake.input.get(
-            "chat_template") else None  # fmt: skip
+        template = read_text(snakemake.input.chat_template) if snakemake.input.get("chat_template") else None
         info["template"] = models.set_chat_template(tmp, template, spec.get("eos_token"))
     write_provenance(
         tmp, config=snakemake.config, seed=snakemake.params.seed, stage="base_model",

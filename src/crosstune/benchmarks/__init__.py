@@ -21,15 +21,14 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import yaml
-
+from ..io import read_yaml
 from .loaders import hub_items
-from .released import released_items
+from .released import released_english_file, released_items
 from .templates import BENCHMARKS, MINI_DIR, TASKS, Template, UnknownLanguage, load_template
 
 __all__ = [
     "BENCHMARKS", "TASKS", "SOURCES", "Template", "UnknownLanguage", "load_template",
-    "hub_items", "released_items", "build_items", "mini_languages", "benchmark_languages",
+    "hub_items", "released_items", "released_english_file", "build_items", "mini_languages", "benchmark_languages",
     "check_config", "validate_item", "has_english_prompts",
 ]  # fmt: skip
 
@@ -39,7 +38,7 @@ ITEM_KEYS = ("id", "benchmark", "lang", "index", "task", "prompt", "prompt_en", 
 
 @functools.cache
 def _mini() -> dict[str, tuple[str, ...]]:
-    data = yaml.safe_load((MINI_DIR / "languages.yaml").read_text(encoding="utf-8"))
+    data = read_yaml(MINI_DIR / "languages.yaml")
     return {name: tuple(langs) for name, langs in data.items()}
 
 

@@ -80,6 +80,19 @@ def parse_options(t: Template, prompt: str, where: str) -> list[dict] | None:
     return options
 
 
+def released_english_file(benchmark: str, lang: str, root: str | Path) -> Path | None:
+    """The file of the English prompts of ``lang``'s items (their ``prompt_en``), or None for
+    English itself and for a benchmark without them (XL-Sum: ``<prompts_en>/<lang>.json``)."""
+    t = load_template(benchmark)
+    r = t.released
+    base = Path(root) / r["dir"]
+    if lang == "en":
+        return None
+    if r.get("prompts_en"):
+        return base / r["prompts_en"] / f"{lang}.json"
+    return base / r["prompts"] / "en.json" if t.parallel else None
+
+
 def released_items(benchmark: str, lang: str, root: str | Path) -> tuple[list[dict], dict]:
     """Items of ``benchmark`` in ``lang`` from a directory in the CC-Tuning release layout."""
     t = load_template(benchmark)
@@ -101,8 +114,7 @@ def released_items(benchmark: str, lang: str, root: str | Path) -> tuple[list[di
     if lang == "en":
         english = prompts
     else:
-        en_file = base / r["prompts_en"] / f"{lang}.json" if r.get("prompts_en") else (
-            base / r["prompts"] / "en.json" if t.parallel else None)  # fmt: skip
+        en_file = released_english_file(benchmark, lang, root)
         if en_file is not None and en_file.is_file():
             english = read_prompts(en_file, where + " (English prompts)")
             if len(english) != len(prompts):

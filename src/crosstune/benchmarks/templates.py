@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import yaml
+from ..io import read_yaml
 
 BENCHMARKS = ("xnli", "xstorycloze", "mmmlu", "xquad", "mkqa", "xlsum")
 TASKS = ("multiple_choice", "extractive_qa", "open_qa", "summarisation")
@@ -87,7 +87,7 @@ def load_template(name: str) -> Template:
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
     path = TEMPLATE_DIR / f"{name}.yaml"
-    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    spec = read_yaml(path)
     where = f"{path}"
     if spec.get("name") != name or spec.get("task") not in TASKS:
         raise ValueError(f"{where}: name must be {name!r} and task one of {', '.join(TASKS)}")

@@ -44,7 +44,7 @@ from pathlib import Path
 
 from .. import languages
 from ..config import looks_local
-from ..io import DataError, iter_numbered_jsonl, read_jsonl, require_fields
+from ..io import DataError, files_under, iter_numbered_jsonl, read_jsonl, require_fields
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,7 @@ def local_inputs(specs: list[dict], base: str | Path = ".") -> list[str]:
             files.append(path)
         elif path and looks_local(path, base):
             root = Path(base) / path
-            files += sorted(
-                str(Path(path) / f.relative_to(root)) for f in root.rglob("*")
-                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts)
-            )  # fmt: skip
+            files += [str(Path(path) / f.relative_to(root)) for f in files_under(root)]
     return files
 
 

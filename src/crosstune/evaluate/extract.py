@@ -42,9 +42,8 @@ import re
 from functools import lru_cache
 from importlib import resources
 
-import yaml
-
 from .. import languages
+from ..io import read_yaml
 from .text import fold, is_no_space_char
 
 CUE_FILE = resources.files("crosstune") / "data" / "answer_cues.yaml"
@@ -62,7 +61,7 @@ _END_PUNCT = r"[\s.。!！?？,，;；:：'\"”’»)\]]+$"
 @lru_cache(maxsize=1)
 def cues() -> dict[str, tuple[str, ...]]:
     """{"before", "after", "conclusion"} -> folded cues of every language, longest first."""
-    data = yaml.safe_load(CUE_FILE.read_text(encoding="utf-8"))
+    data = read_yaml(CUE_FILE)  # an edit with a bad byte or bad YAML: file and line
     missing = sorted(set(languages.CODES) - set(data))
     if missing:
         raise ValueError(f"{CUE_FILE}: no answer cues for languages {missing}")
