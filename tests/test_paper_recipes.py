@@ -195,6 +195,18 @@ def test_grid_of_three_recipes(tmp_path):
     check_resources(configs[0], jobs)
 
 
+def test_planning_a_recipe_imports_neither_torch_nor_transformers(tmp_path):
+    """What keeps a dry run of the grid at a few seconds (BENCHMARKS.md): the Snakefile's own imports
+    leave torch and transformers to the jobs (importing them took 4-5 s of each 8-9 s plan)."""
+    cmd = [sys.executable, "-X", "importtime", "-m", "snakemake", "-n", "--cores", "1", "--directory", str(tmp_path),
+           "--snakefile", str(REPO / "Snakefile"), "--configfile", str(PAPER / RECIPES[0])]  # fmt: skip
+    done = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "crosstune.studies" in imported  # the Snakefile's crosstune modules are in the list
+    assert not {"torch", "transformers"} & imported
+
+
 def test_clo_recipe_dry_run(tmp_path):
     cfg = yaml.safe_load((REPO / "config" / "clo.yaml").read_text())
     counts, jobs = dry_run(tmp_path, REPO / "config" / "clo.yaml")

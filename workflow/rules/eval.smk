@@ -14,7 +14,16 @@
 include: "eval_common.smk"
 
 
-import crosstune.evaluate.generation
+def generate_dtype():
+    """evaluation.generation.dtype as the jobs will decode in it: ``auto`` resolves on this machine."""
+    gen = config["evaluation"]["generation"]
+    if gen["dtype"] != "auto":
+        return gen["dtype"]  # without importing torch: planning a recipe stays quick
+    import crosstune.evaluate.generation
+
+    return crosstune.evaluate.generation.planned_dtype(
+        gen["dtype"], gen["device"], res("generate", "gpu")
+    )
 
 
 # One job per (model, method, benchmark), all of the benchmark's languages in it:
@@ -49,11 +58,7 @@ rule generate:
         code=code("generate.py"),
         languages=lambda wc: EVAL_BENCHMARKS[wc.benchmark],
         max_new_tokens=config["evaluation"]["generation"]["max_new_tokens"],
-        dtype=crosstune.evaluate.generation.planned_dtype(
-            config["evaluation"]["generation"]["dtype"],
-            config["evaluation"]["generation"]["device"],
-            res("generate", "gpu"),
-        ),
+        dtype=generate_dtype(),
         batching={
             **{
                 k: config["evaluation"]["generation"][k]

@@ -1,6 +1,6 @@
 # Helpers of the evaluation rules (eval.smk): benchmarks, methods, model directories, targets.
 
-import crosstune.cc_tuning.inference  # noqa: E402
+import crosstune.cc_tuning  # noqa: E402
 import crosstune.evaluate.extract  # noqa: E402
 import crosstune.evaluate.scoring  # noqa: E402
 import crosstune.train.settings  # noqa: E402
@@ -8,7 +8,7 @@ import crosstune.train.settings  # noqa: E402
 # A cc_tuning method is evaluated once per inference mode (evaluation.cc_tuning.modes),
 # each its own row and path: results/{model}/eval/cc_tuning@matrix/...
 MODE_SEP = "@"
-CC_MODES = crosstune.cc_tuning.inference.MODES  # matrix, oracle, none
+CC_MODES = crosstune.cc_tuning.MODES  # matrix, oracle, none
 
 
 def is_cc_tuning(method):

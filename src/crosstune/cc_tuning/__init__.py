@@ -12,6 +12,14 @@ and fast inference.
   (``from_pretrained`` alone gives the ``@none`` model).
 """
 
-from .loading import ConnectedModel, load
+MODES = ("matrix", "oracle", "none")  # the connection's inference modes (evaluation rows cc_tuning@<mode>)
 
-__all__ = ["ConnectedModel", "load"]
+__all__ = ["MODES", "ConnectedModel", "load"]
+
+
+def __getattr__(name):  # load / ConnectedModel on first use: the Snakefile reads MODES without importing torch
+    if name in ("ConnectedModel", "load"):
+        from . import loading
+
+        return getattr(loading, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

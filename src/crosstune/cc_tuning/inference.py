@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import torch
 
 from ..evaluate.decode import cache_io
+from . import MODES
 from .connection import (
     capture_mlp,
     chat_prompt_ids,
@@ -41,8 +42,6 @@ from .connection import (
 )
 from .decision import DecisionMaker
 from .transform import SHARED, matrix_for, prompt_activations
-
-MODES = ("matrix", "oracle", "none")
 
 
 def new_cache(model):
