@@ -14,18 +14,6 @@
 include: "eval_common.smk"
 
 
-def generate_dtype():
-    """evaluation.generation.dtype as the jobs will decode in it: ``auto`` resolves on this machine."""
-    gen = config["evaluation"]["generation"]
-    if gen["dtype"] != "auto":
-        return gen["dtype"]  # without importing torch: planning a recipe stays quick
-    import crosstune.evaluate.generation
-
-    return crosstune.evaluate.generation.planned_dtype(
-        gen["dtype"], gen["device"], res("generate", "gpu")
-    )
-
-
 # One job per (model, method, benchmark), all of the benchmark's languages in it:
 # loading a model costs far more than decoding the 8-1000 prompts of one
 # language, so per-language jobs (60 per model and method) would mostly load

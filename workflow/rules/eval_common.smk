@@ -153,6 +153,18 @@ EVAL_JOBS = [
 ]
 
 
+def generate_dtype():
+    """evaluation.generation.dtype as the jobs will decode in it: ``auto`` resolves on this machine."""
+    gen = config["evaluation"]["generation"]
+    if gen["dtype"] != "auto":
+        return gen["dtype"]  # without importing torch: planning a recipe stays quick
+    import crosstune.evaluate.generation
+
+    return crosstune.evaluate.generation.planned_dtype(
+        gen["dtype"], gen["device"], res("generate", "gpu")
+    )
+
+
 def check_prompt_formats():
     """The connection sits at a position of the chat-templated prompt the method was trained on."""
     for job in EVAL_JOBS:
@@ -216,7 +228,7 @@ def study_rows(study):
                     continue
             else:
                 point = p["name"]
-            if name == point or name.startswith(point + "-"):
+            if name == point or name.startswith(f"{point}-"):
                 suffix = name[len(point) :]  # "-zh" for a per-language variant
                 method = p["method"] + suffix + sep + mode
                 rows.append(
