@@ -239,3 +239,30 @@ def test_two_process_ddp_matches_one_process(tmp_path, base, pairs):
     assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-5) for k in a)
 
 
+
+
+def test_a_kill_while_deleting_a_checkpoint_leaves_none_that_looks_complete(tmp_path, monkeypatch):
+    """Checkpoints are deleted after the model is in place (and stale ones before training): a job's
+    time limit can cut that off. What is left must read as unfinished, so the retry resumes from the
+    checkpoint before it instead of failing on a checkpoint whose weights are gone."""
+    from pathlib import Path
+
+    from crosstune.train import engine
+
+    for step in (2, 4):
+        checkpoint = tmp_path / f"checkpoint-{step}"
+        checkpoint.mkdir()
+        (checkpoint / "model.safetensors").write_bytes(b"weights")
+        (checkpoint / "trainer_state.json").write_text("{}")
+
+    def killed(path, *args, **kwargs):  # the kill arrives once the weights are deleted
+        (Path(path) / "model.safetensors").unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        engine.discard(tmp_path / "checkpoint-4")
+    monkeypatch.undo()
+    assert (tmp_path / "checkpoint-4").is_dir()  # left behind, but not as a complete checkpoint
+    assert engine.last_checkpoint(tmp_path) == tmp_path / "checkpoint-2"
+    assert "did not finish" in engine.unreadable(tmp_path / "checkpoint-4")  # the rerun discards it

@@ -208,6 +208,14 @@ def last_checkpoint(checkpoint_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
+def discard(checkpoint: Path) -> None:
+    """Delete a checkpoint, its completion mark (``trainer_state.json``) first: a kill midway
+    (a job's time limit while it cleans up) leaves a directory that reads as unfinished and is
+    discarded on the rerun, never one that looks complete with its weights gone."""
+    (checkpoint / "trainer_state.json").unlink(missing_ok=True)
+    shutil.rmtree(checkpoint)
+
+
 def unreadable(checkpoint: Path) -> str | None:
     """Why ``checkpoint`` cannot be resumed from (unfinished save, truncated file), else None.
 
@@ -248,12 +256,12 @@ def sync_fingerprint(checkpoint_dir: Path, compute, state) -> Path | None:
         if old != value and stale:
             log.warning("discarding %d checkpoint(s) in %s made with other settings or inputs", len(stale), checkpoint_dir)
             for p in stale:
-                shutil.rmtree(p)
+                discard(p)
         for p in checkpoints(checkpoint_dir):
             why = unreadable(p)
             if why:  # a crash or a full disk mid-save; resume from the one before (or start clean)
                 log.warning("discarding checkpoint %s: %s", p, why)
-                shutil.rmtree(p)
+                discard(p)
         write_json(path, {"fingerprint": value})
     state.wait_for_everyone()
     return last_checkpoint(checkpoint_dir)
@@ -426,6 +434,6 @@ def train(model_dir, pairs, output, checkpoint_dir, settings: dict, seed: int, *
 
         loss_curve(curve, plot, title=data.label(settings), eval_curve=eval_curve)
     if not t["keep_checkpoints"]:
-        for p in checkpoints(checkpoint_dir):
-            shutil.rmtree(p)
+        for p in checkpoints(checkpoint_dir):  # oldest first: a kill midway leaves the newest to resume from
+            discard(p)
     return summary
