@@ -11,27 +11,17 @@ import runpy
 import sys
 from pathlib import Path
 
-import yaml
-
 from .benchmarks import BENCHMARKS
 
 
 def read_config(paths: list[str]) -> dict:
     """The config of ``--configfile`` files, later files updating earlier ones (as Snakemake merges them)."""
-    from .config import ConfigError
+    from .config import read_config_file
     from .train.settings import merge
 
     config: dict = {}
     for path in paths:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"--configfile {path}: {e}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(
-                f"--configfile {path}: a config is a mapping of keys, got {type(data).__name__}"
-            )
-        config = merge(config, data)
+        config = merge(config, read_config_file(path))  # DataError: file, line
     return config
 
 
@@ -110,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         args.args = [*rest, *args.args]
     try:
         return args.func(args)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, OSError) as e:  # a --configfile that cannot be read included
         print(f"crosstune {args.command}: {e}", file=sys.stderr)
         return 2
 

@@ -106,6 +106,19 @@ def check(config: dict, base: str | Path = ".") -> None:
         raise ConfigError(f"translate.memory_only: engine {engine!r} can only be read from the memory; set it to true")
 
 
+def read_config_file(path: str | Path) -> dict:
+    """A config file's keys; DataError naming file and line when it is not UTF-8 or not YAML,
+    or names no mapping of keys."""
+    from .io import DataError, read_yaml
+
+    data = read_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: not a config: the top level must be a mapping of keys")
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m crosstune.config FILE...``: read config files as the workflow does, naming file,
     line and byte offset of what cannot be read. Snakemake loads a --configfile before the
@@ -113,13 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     reference")."""
     import sys
 
-    from .io import DataError, read_yaml
+    from .io import DataError
 
     failed = 0
     for path in sys.argv[1:] if argv is None else argv:
         try:
-            if not isinstance(read_yaml(path), dict):
-                raise DataError(f"{path}: not a config: the top level must be a mapping of keys")
+            read_config_file(path)
             print(f"{path}: readable")
         except (DataError, OSError) as e:
             print(e, file=sys.stderr)

@@ -1,6 +1,6 @@
 """Version gates for the libraries whose private functions crosstune calls.
 
-Two modules reach past a library's public interface, because the public one
+Three modules reach past a library's public interface, because the public one
 cannot do what they need:
 
 * ``evaluate/decode.py`` (the ``exact`` decoder) subclasses transformers'
@@ -8,7 +8,10 @@ cannot do what they need:
   and a mask function (``integrations.sdpa_attention.sdpa_attention_forward``,
   ``masking_utils.sdpa_mask``) and switches ``config._attn_implementation``;
 * ``evaluate/metrics.py`` resamples chrF from per-item statistics with
-  sacrebleu's ``CHRF._extract_corpus_statistics`` and ``_compute_score_from_stats``.
+  sacrebleu's ``CHRF._extract_corpus_statistics`` and ``_compute_score_from_stats``;
+* ``train/engine.py`` (the LoRA merge under DeepSpeed ZeRO-3) reads the DeepSpeed
+  config transformers registered (``integrations.deepspeed._hf_deepspeed_config_weak_ref``)
+  to hide it while one process loads the base model, and registers it again after.
 
 Such functions change without notice, and the failure would be a wrong number or
 an obscure error deep in a job, so :func:`require` refuses an untested version

@@ -280,6 +280,9 @@ def unpartitioned_loading():
     """
     from transformers.integrations import deepspeed as hf_deepspeed
 
+    from ..versions import require
+
+    require("transformers", "crosstune.train.engine (the LoRA merge under DeepSpeed ZeRO-3)")
     registered = hf_deepspeed._hf_deepspeed_config_weak_ref  # noqa: SLF001 (no public getter of the object)
     config = registered() if registered is not None else None
     hf_deepspeed.unset_hf_deepspeed_config()
