@@ -168,10 +168,16 @@ def bos_text(tokenizer) -> str:
 def prompt_text(tokenizer, prompt: str, prompt_format: str = "chat") -> str:
     """The text the model is given for a benchmark prompt (``models.<name>.prompt_format``):
     ``chat`` - :func:`chat_text`; ``plain`` - the prompt itself, after :func:`bos_text`."""
+    return prompt_texts(tokenizer, [prompt], prompt_format)[0]
+
+
+def prompt_texts(tokenizer, prompts: list[str], prompt_format: str = "chat") -> list[str]:
+    """:func:`prompt_text` of many prompts (the BOS check tokenises once, not per prompt)."""
     if prompt_format == "chat":
-        return chat_text(tokenizer, prompt)
+        return [chat_text(tokenizer, p) for p in prompts]
     if prompt_format == "plain":
-        return bos_text(tokenizer) + prompt
+        bos = bos_text(tokenizer)
+        return [bos + p for p in prompts]
     raise ValueError(f"prompt_format: {prompt_format!r} is not one of {', '.join(PROMPT_FORMATS)}")
 
 

@@ -39,7 +39,7 @@ def english_prompt_ids(
     if missing:
         raise ValueError(f"{desc}: cc_tuning oracle mode needs each item's English prompt (prompt_en); "
                          f"{len(missing)} items have none, e.g. {missing[0]} (not a parallel benchmark?)")  # fmt: skip
-    texts = [gen.prompt_text(tokenizer, it["prompt_en"], prompt_format) for it in items]
+    texts = gen.prompt_texts(tokenizer, [it["prompt_en"] for it in items], prompt_format)
     return [gen.encode(tokenizer, t) for t in texts]
 
 
@@ -70,7 +70,7 @@ def predict_language(model, tokenizer, items: list[dict], settings: dict, desc: 
     the connection comes from each item's English prompt (``prompt_en``).
     """
     prompt_format = settings.get("prompt_format", "chat")  # models.<name>.prompt_format
-    texts = [gen.prompt_text(tokenizer, it["prompt"], prompt_format) for it in items]
+    texts = gen.prompt_texts(tokenizer, [it["prompt"] for it in items], prompt_format)
     ids = [gen.encode(tokenizer, t) for t in texts]
     g = settings["generation"]
     lang = items[0].get("lang")
