@@ -3,6 +3,7 @@
 # (rule activations), then the least-squares Transform Matrix X with S X ~ T (rule transform).
 # Settings: the top-level cc_tuning: section; the pairs come from the method's languages.
 
+
 include: "cc_tuning_common.smk"
 
 
