@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 
@@ -29,6 +30,10 @@ def test_tiny_dag_produces_pairs_with_provenance(tiny_run):
         assert record["seed"] == 42 and record["versions"]["transformers"]
         assert record["config"]["models"]["tiny-llama"]["source"]["family"] == "llama"
     assert (tiny_run / "logs/translate/sw.log").exists()
+    # the hardware a model's bits depend on: tiny.yaml gives every job one thread (resources: default)
+    hardware = json.loads((tiny_run / "results/tiny-llama/train/sft/model/provenance.json").read_text())["hardware"]
+    assert hardware["torch_threads"] == 1 and hardware["cpu_count"] == os.cpu_count() and hardware["gpus"] == []
+    assert hardware["cpu"] and hardware["machine"]
 
 
 def test_second_run_schedules_nothing(tiny_run):
