@@ -181,12 +181,6 @@ def test_decoder_setting_picks_the_loop_and_names_the_key(family_models, tiny_mo
     # padded: model.generate batches (in float32 the same tokens), the decode loop is not called
     assert G.greedy_generate(model, tok, ids, 6, batch_size=4, decoder="padded") == reference
     assert len(calls) == 1
-    with caplog.at_level("WARNING", logger="crosstune.evaluate.generation"):
-        G.greedy_generate(model, tok, ids[:1], 2, batch_size=G.EXACT_CPU_ROWS + 1)  # float32: no warning
-        assert not caplog.records
-        bf16, _ = G.load_model(tiny_model_dir("llama"), dtype="bfloat16", device="cpu")
-        G.greedy_generate(bf16, tok, ids[:1], 2, batch_size=G.EXACT_CPU_ROWS + 1)
-        assert "only up to 32 rows" in caplog.text
     with pytest.raises(ValueError, match="evaluation.generation.decoder: 'fast'"):
         G.greedy_generate(model, tok, ids, 6, decoder="fast")
     # the rule's settings reach the library
@@ -198,3 +192,30 @@ def test_decoder_setting_picks_the_loop_and_names_the_key(family_models, tiny_mo
     n = len(calls)
     records = predict_language(model, tok, nli_items("zh")[:2], settings)
     assert len(calls) == n and len(records) == 2
+
+
+def test_exact_rows_by_dtype_and_cpu(family_models, tiny_model_dir, monkeypatch):
+    """Decode steps on a CPU in half precision take at most the rows whose products round each row
+    as alone: 32 in bfloat16 with AMX, else one; float32 keeps the batch size."""
+    fp32, _ = family_models("llama")
+    bf16, _ = G.load_model(tiny_model_dir("llama"), dtype="bfloat16", device="cpu")
+    fp16, _ = G.load_model(tiny_model_dir("llama"), dtype="float16", device="cpu")
+    for amx in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx, raising=False)
+        assert D.exact_rows(fp32, 40) == 40 and D.exact_rows(fp16, 40) == 1
+        assert D.exact_rows(bf16, 40) == (32 if amx else 1) and D.exact_rows(bf16, 16) == (16 if amx else 1)
+
+
+def test_bfloat16_decode_steps_take_at_most_the_exact_rows(family_models, tiny_model_dir, monkeypatch, caplog):
+    model, tok = family_models("llama")
+    bf16, _ = G.load_model(tiny_model_dir("llama"), dtype="bfloat16", device="cpu")
+    ids = [G.encode(tok, G.chat_text(tok, p)) for p in PROMPTS[:5]]
+    reference = G.generate_one_by_one(bf16, tok, ids, 4)
+    sizes, asked = [], []
+    real = D.greedy_decode
+    monkeypatch.setattr(D, "greedy_decode", lambda m, prompts, *a, **kw: sizes.append(len(prompts)) or real(m, prompts, *a, **kw))
+    monkeypatch.setattr(D, "exact_rows", lambda m, limit: asked.append((m.dtype, limit)) or 2)
+    with caplog.at_level("INFO", logger="crosstune.evaluate.generation"):
+        assert G.greedy_generate(bf16, tok, ids, 4, batch_size=4) == reference
+    assert asked == [(torch.bfloat16, 4)] and sizes and max(sizes) == 2 and sum(sizes) == 5
+    assert "batch_size 4 -> 2" in caplog.text

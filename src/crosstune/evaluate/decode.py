@@ -19,9 +19,11 @@ the batch, and a row leaves the batch as soon as it has stopped.
 
 Every operation a row goes through is then the one-by-one loop's own, except
 the decode steps' matrix products, which take all rows at once. In bfloat16 on
-this project's CPU (oneDNN with AMX) a product of up to 32 rows gives each row
-exactly the bits of a one-row product (33 rows and more do not), so the outputs
-equal the one-by-one loop's token for token by construction; in float32 a
+a CPU with AMX (oneDNN) a product of up to 32 rows gives each row exactly the
+bits of a one-row product (33 rows and more do not); without AMX two rows can
+already differ, so a half-precision decode step takes at most 32 rows or one
+(:func:`exact_rows`; the caller splits the batch), and the outputs equal the
+one-by-one loop's token for token by construction; in float32 a
 product of 2 rows or more rounds the last bit differently from a one-row
 product, which in every measurement here left the outputs unchanged
 (BENCHMARKS.md has both, and an H200 run). Optionally
@@ -89,6 +91,29 @@ def supported(model, config: GenerationConfig, longest: int) -> bool:
         if value != getattr(default, field, None):
             return False
     return True
+
+
+AMX_ROWS = 32  # rows a bfloat16 product takes on AMX and still rounds each row as alone (measured)
+
+
+def exact_rows(model, limit: int) -> int:
+    """The most rows (at most ``limit``) a decode step of ``model`` may take so that each row keeps
+    the one-prompt-at-a-time loop's bits.
+
+    A CPU matrix product accumulates in float32 in an order set by the kernel oneDNN picks for the
+    shape, dtype and thread count; a half-precision result is that sum rounded to 8 (bfloat16) or
+    11 bits, so a different order shows in some outputs and, through the argmax, in some tokens.
+    With AMX a bfloat16 product of up to 32 rows gives each row exactly a one-row product's bits
+    (33 rows and more do not; BENCHMARKS.md). Without AMX (AVX512-BF16 only) the one-row product
+    takes another kernel: products of 2 rows already differ for some inputs, and 10 of 48 SmolLM2
+    outputs differed from the one-by-one loop - there, and for float16, decode steps take one row.
+    float32 and GPUs keep ``limit``: a batched float32 product differs from a one-row one in the
+    last of 24 bits, which in every measurement here left the outputs alone.
+    """
+    if model.device.type != "cpu" or model.dtype not in (torch.bfloat16, torch.float16):
+        return limit
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()  # private, hence the getattr
+    return min(limit, AMX_ROWS) if amx and model.dtype == torch.bfloat16 else 1
 
 
 RAGGED = "crosstune_ragged_sdpa"

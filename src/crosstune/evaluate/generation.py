@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DECODERS = ("exact", "padded")  # evaluation.generation.decoder
 PROMPT_FORMATS = ("chat", "plain")  # models.<name>.prompt_format
-EXACT_CPU_ROWS = 32  # rows a bfloat16 decode step takes at most for bit-identical rows (oneDNN with AMX, measured)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -63,14 +62,16 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bfloat16 in hardware: a CUDA GPU with bf16 support, or a CPU
-    with AVX512-BF16 or AMX. Elsewhere bf16 matrix products are emulated, several times slower
-    than float32 (measured here with oneDNN limited to AVX2: 7x slower prompt passes)."""
+    """Whether ``dtype: auto`` decodes in bfloat16 on ``device``: a CUDA GPU with bf16 support, or
+    a CPU with AMX, where bfloat16 generate jobs ran 2.1x faster than float32 and decode steps of up
+    to 32 rows keep the one-by-one bits (:func:`.decode.exact_rows`). A CPU with AVX512-BF16 but no
+    AMX multiplies bf16 natively too, yet there the generate job ran slower than in float32 and its
+    decode steps must take one row to stay exact; without either, bf16 products are emulated
+    (7x slower prompt passes, measured with oneDNN limited to AVX2). BENCHMARKS.md has the runs."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence the getattr
-        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+        return getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()  # private, hence the getattr
     return False
 
 
@@ -270,10 +271,12 @@ def generate_and_score(model, tokenizer, prompt_ids: list[list[int]], continuati
     fast = exact_decoding(model, tokenizer, prompt_ids, max_new_tokens, decoder)
     if prompt_pass is not None and not fast:
         raise ValueError("a custom prompt pass needs the exact decoder (evaluate/decode.py)")
-    if fast and batch_size > EXACT_CPU_ROWS and model.dtype == torch.bfloat16 and model.device.type == "cpu":
-        log.warning("batch_size %d: oneDNN's bfloat16 matrix products round each row as a one-row product only "
-                    "up to %d rows (BENCHMARKS.md), so some outputs may differ from one-by-one decoding",
-                    batch_size, EXACT_CPU_ROWS)  # fmt: skip
+    if fast:  # decode steps of at most the rows this machine multiplies as one-row products
+        rows = decode.exact_rows(model, batch_size)
+        if rows < batch_size:
+            log.info("batch_size %d -> %d: in %s this CPU's matrix products round each row as a one-row "
+                     "product only up to %d row(s) (decode.exact_rows)", batch_size, rows, model.dtype, rows)  # fmt: skip
+            batch_size = rows
     with tqdm(total=len(prompt_ids), desc=desc or "generate", unit="prompt", mininterval=5) as bar:
         for batch in batches(lengths, batch_size, max_batch_tokens, max_new_tokens, max_padding):
             if fast:
